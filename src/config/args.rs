@@ -1,0 +1,105 @@
+//! Command-line flags, each also read from upstream's environment variable.
+//!
+//! Values are taken as text and validated in [`super::load`], so a mistake
+//! gives our one-line error naming the variable, not a parser dump.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+/// Settings shared by every command that reads the configuration.
+/// Precedence: flag, then environment variable, then config file, then default.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConfigArgs {
+    /// YAML config file (standalone mode: static peers and Gslb entries).
+    #[arg(long, short = 'c', env = "K8GB_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// This cluster's geotag: letters, digits and '-' [required].
+    #[arg(long, env = "CLUSTER_GEO_TAG", value_name = "TAG")]
+    pub cluster_geo_tag: Option<String>,
+
+    /// Comma-separated geotags of the peer clusters.
+    #[arg(long, env = "EXT_GSLB_CLUSTERS_GEO_TAGS", value_name = "TAGS")]
+    pub ext_gslb_clusters_geo_tags: Option<String>,
+
+    /// Load-balanced zones: "parent:zone:negTTL;parent2:zone2:negTTL".
+    #[arg(long, env = "DNS_ZONES", value_name = "ZONES")]
+    pub dns_zones: Option<String>,
+
+    /// Comma-separated edge DNS servers, host[:port] (port 53 by default).
+    #[arg(long, env = "EDGE_DNS_SERVERS", value_name = "SERVERS")]
+    pub edge_dns_servers: Option<String>,
+
+    /// Deprecated: use EDGE_DNS_SERVERS.
+    #[arg(long, env = "EDGE_DNS_SERVER", value_name = "HOST", hide = true)]
+    pub edge_dns_server: Option<String>,
+
+    /// Deprecated: use EDGE_DNS_SERVERS.
+    #[arg(long, env = "EDGE_DNS_SERVER_PORT", value_name = "PORT", hide = true)]
+    pub edge_dns_server_port: Option<String>,
+
+    /// Safety-net period of the Gslb reconcile and peer re-query, in seconds; 0 turns it off [default: 30].
+    #[arg(long, env = "RECONCILE_REQUEUE_SECONDS", value_name = "SECONDS")]
+    pub reconcile_requeue_seconds: Option<String>,
+
+    /// Period of the zone delegation refresh, in seconds [default: 300].
+    #[arg(long, env = "ZONE_DELEGATION_RECONCILE_REQUEUE_SECONDS", value_name = "SECONDS")]
+    pub zone_delegation_reconcile_requeue_seconds: Option<String>,
+
+    /// Delay before retrying a failed zone delegation, in seconds [default: 3600].
+    #[arg(long, env = "ZONE_DELEGATION_RECOVERY_SECONDS", value_name = "SECONDS")]
+    pub zone_delegation_recovery_seconds: Option<String>,
+
+    /// TTL of the NS and glue records written to the edge, at least 1 [default: 30].
+    #[arg(long, env = "NS_RECORD_TTL", value_name = "SECONDS")]
+    pub ns_record_ttl: Option<String>,
+
+    /// Namespace k8gb runs in [default: k8gb].
+    #[arg(long, env = "POD_NAMESPACE", value_name = "NAMESPACE")]
+    pub pod_namespace: Option<String>,
+
+    /// Type of the Service exposing k8gb's DNS: ClusterIP, LoadBalancer, NodePort or ExternalName [default: ClusterIP].
+    #[arg(long, env = "COREDNS_SERVICE_TYPE", value_name = "TYPE")]
+    pub coredns_service_type: Option<String>,
+
+    /// Deprecated and ignored, as upstream.
+    #[arg(long, env = "COREDNS_EXPOSED", value_name = "BOOL", hide = true)]
+    pub coredns_exposed: Option<String>,
+
+    /// Comma-separated addresses that replace discovered cluster addresses (IPv4 and IPv6).
+    #[arg(long, env = "CLUSTER_EXPOSED_IPS", value_name = "IPS")]
+    pub cluster_exposed_ips: Option<String>,
+
+    /// Publish the delegation as DNSEndpoint resources for ExternalDNS [default: false].
+    #[arg(long, env = "EXTDNS_ENABLED", value_name = "BOOL")]
+    pub extdns_enabled: Option<String>,
+
+    /// Upstream's Infoblox provider; not supported, rejected with a clear error.
+    #[arg(long, env = "INFOBLOX_GRID_HOST", value_name = "HOST", hide = true)]
+    pub infoblox_grid_host: Option<String>,
+
+    /// Upstream's OpenTelemetry switch; accepted and ignored with a warning.
+    #[arg(long, env = "TRACING_ENABLED", value_name = "BOOL", hide = true)]
+    pub tracing_enabled: Option<String>,
+
+    /// Admin HTTP address (metrics, health), host:port [default: 0.0.0.0:8080].
+    #[arg(long, env = "METRICS_ADDRESS", value_name = "ADDR")]
+    pub metrics_address: Option<String>,
+
+    /// Prefix of the NS names published for each cluster; may be empty [default: gslb-ns-].
+    #[arg(long, env = "GLUEA_PREFIX", value_name = "PREFIX")]
+    pub gluea_prefix: Option<String>,
+
+    /// Log level: trace, debug, info, warn or error [default: info].
+    #[arg(long, env = "LOG_LEVEL", value_name = "LEVEL")]
+    pub log_level: Option<String>,
+
+    /// Log format: simple (text on stderr) or json (stdout) [default: simple].
+    #[arg(long, env = "LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+
+    /// Disable colours in simple logs.
+    #[arg(long, env = "NO_COLOR", value_name = "BOOL")]
+    pub no_color: Option<String>,
+}

@@ -1,0 +1,100 @@
+//! The YAML config file: the same settings as the environment (named like the
+//! Helm chart's `k8gb.*` values), plus static peers and Gslb entries for
+//! standalone mode. Unknown keys anywhere are an error.
+
+use serde::Deserialize;
+
+use crate::api::{ServiceHealthPolicy, Strategy};
+
+#[derive(Deserialize, Debug, Default, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct FileConfig {
+    pub cluster_geo_tag: Option<String>,
+    pub ext_gslb_clusters_geo_tags: Option<StringOrList>,
+    pub dns_zones: Option<Vec<FileZone>>,
+    #[serde(rename = "edgeDNSServers")]
+    pub edge_dns_servers: Option<StringOrList>,
+    pub reconcile_requeue_seconds: Option<i64>,
+    pub zone_delegation_reconcile_requeue_seconds: Option<i64>,
+    pub zone_delegation_recovery_seconds: Option<i64>,
+    #[serde(rename = "nsRecordTTL")]
+    pub ns_record_ttl: Option<i64>,
+    #[serde(rename = "clusterExposedIPs")]
+    pub cluster_exposed_ips: Option<StringOrList>,
+    pub metrics_address: Option<String>,
+    #[serde(rename = "glueAPrefix")]
+    pub gluea_prefix: Option<String>,
+    pub log: Option<FileLog>,
+    /// Peers with their DNS addresses (geotag → address).
+    #[serde(default)]
+    pub peers: Vec<FilePeer>,
+    /// Gslb entries served in standalone mode.
+    #[serde(default)]
+    pub gslbs: Vec<FileGslb>,
+}
+
+/// Upstream's Helm values write some lists as one comma-separated string
+/// (`extGslbClustersGeoTags: "eu,us"`); both spellings are accepted.
+#[derive(Deserialize, Debug, Clone)]
+#[serde(untagged)]
+pub enum StringOrList {
+    String(String),
+    List(Vec<String>),
+}
+
+impl StringOrList {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            StringOrList::String(s) => super::parse::split_list(s),
+            StringOrList::List(v) => v.iter().map(|s| s.trim().to_string()).collect(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct FileZone {
+    pub parent_zone: String,
+    pub load_balanced_zone: String,
+    #[serde(rename = "dnsZoneNegTTL")]
+    pub dns_zone_neg_ttl: Option<i64>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+pub struct FileLog {
+    pub level: Option<String>,
+    pub format: Option<String>,
+    #[serde(rename = "noColor")]
+    pub no_color: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePeer {
+    pub geo_tag: String,
+    /// `ip:port`, or an IP with port 53.
+    pub address: String,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct FileGslb {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    pub hosts: Vec<String>,
+    pub strategy: Strategy,
+    #[serde(default)]
+    pub service_health_policy: ServiceHealthPolicy,
+    #[serde(default)]
+    pub targets: Vec<FileTarget>,
+}
+
+#[derive(Deserialize, Debug, Clone)]
+#[serde(rename_all = "camelCase")]
+pub struct FileTarget {
+    pub address: String,
+    /// Static health of the target; `true` when omitted.
+    #[serde(default)]
+    pub healthy: Option<bool>,
+}

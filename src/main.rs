@@ -1,0 +1,81 @@
+//! The `k8gb` binary: a thin command-line shell over the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use k8gb::config::{self, ConfigArgs};
+use k8gb::logging;
+
+#[derive(Parser, Debug)]
+#[command(name = "k8gb", version, about = "Global server load balancer for Kubernetes, in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the CustomResourceDefinitions (Gslb in k8gb.io and k8gb.absa.oss) as YAML.
+    Crd {
+        /// Write one file per CRD into this directory instead of printing.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+    /// Parse and validate the configuration (flags, environment, file) and exit.
+    CheckConfig {
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd { out_dir } => print_crds(out_dir),
+        Command::CheckConfig { config } => check_config(&config),
+    }
+}
+
+fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
+    let crds = match k8gb::api::crds() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: cannot render the CRDs: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match out_dir {
+        None => {
+            for c in &crds {
+                print!("---\n{}", c.yaml);
+            }
+        }
+        Some(dir) => {
+            for c in &crds {
+                let path = dir.join(c.file_name);
+                if let Err(e) = std::fs::write(&path, &c.yaml) {
+                    eprintln!("error: {}: {e}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn check_config(args: &ConfigArgs) -> ExitCode {
+    match config::load(args) {
+        Ok(cfg) => {
+            logging::init(&cfg.log);
+            logging::startup("check-config", &cfg);
+            println!("config OK: {}", cfg.features());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
