@@ -9,7 +9,11 @@ use k8gb::config::{self, ConfigArgs};
 use k8gb::logging;
 
 #[derive(Parser, Debug)]
-#[command(name = "k8gb", version, about = "Global server load balancer for Kubernetes, in one binary")]
+#[command(
+    name = "k8gb",
+    version,
+    about = "Global server load balancer for Kubernetes, in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -26,7 +30,7 @@ enum Command {
     /// Parse and validate the configuration (flags, environment, file) and exit.
     CheckConfig {
         #[command(flatten)]
-        config: ConfigArgs,
+        config: Box<ConfigArgs>,
     },
 }
 

@@ -13,7 +13,7 @@ use kube::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// `Gslb` in `k8gb.io/v1beta1`: the canonical API.
+// `Gslb` in `k8gb.io/v1beta1`: the canonical API.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "k8gb.io",
@@ -25,11 +25,12 @@ use serde::{Deserialize, Serialize};
     status = "GslbStatus",
     derive = "PartialEq",
     doc = "Gslb is the Schema for the gslbs API",
-    printcolumn(name = "strategy", type_ = "string", json_path = ".spec.strategy.type"),
-    printcolumn(name = "geoTag", type_ = "string", json_path = ".status.geoTag"),
-    printcolumn(name = "hosts", type_ = "string", json_path = ".status.hosts", priority = "1")
+    printcolumn = r#"{"name":"strategy","type":"string","jsonPath":".spec.strategy.type"}"#,
+    printcolumn = r#"{"name":"geoTag","type":"string","jsonPath":".status.geoTag"}"#,
+    printcolumn = r#"{"name":"hosts","type":"string","jsonPath":".status.hosts","priority":1}"#
 )]
 #[serde(rename_all = "camelCase")]
+/// GslbSpec defines the desired state of Gslb.
 pub struct GslbSpec {
     /// Embedded Ingress spec, used when resourceRef is empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -48,8 +49,8 @@ pub struct GslbSpec {
 pub mod legacy {
     use super::*;
 
-    /// `Gslb` in `k8gb.absa.oss/v1beta1`: as k8gb.io minus `serviceHealthPolicy`
-    /// (the legacy runtime always behaves as `Any`).
+    // `Gslb` in `k8gb.absa.oss/v1beta1`: as k8gb.io minus `serviceHealthPolicy`
+    // (the legacy runtime always behaves as `Any`).
     #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
     #[kube(
         group = "k8gb.absa.oss",
@@ -61,11 +62,12 @@ pub mod legacy {
         status = "GslbStatus",
         derive = "PartialEq",
         doc = "Gslb is the Schema for the gslbs API",
-        printcolumn(name = "strategy", type_ = "string", json_path = ".spec.strategy.type"),
-        printcolumn(name = "geoTag", type_ = "string", json_path = ".status.geoTag"),
-        printcolumn(name = "hosts", type_ = "string", json_path = ".status.hosts", priority = "1")
+        printcolumn = r#"{"name":"strategy","type":"string","jsonPath":".spec.strategy.type"}"#,
+        printcolumn = r#"{"name":"geoTag","type":"string","jsonPath":".status.geoTag"}"#,
+        printcolumn = r#"{"name":"hosts","type":"string","jsonPath":".status.hosts","priority":1}"#
     )]
     #[serde(rename_all = "camelCase")]
+    /// GslbSpec defines the desired state of a legacy Gslb.
     pub struct GslbSpec {
         /// Embedded Ingress spec, used when resourceRef is empty.
         #[serde(default, skip_serializing_if = "Option::is_none")]

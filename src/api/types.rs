@@ -232,6 +232,7 @@ pub struct GslbStatus {
     pub servers: Vec<Server>,
     /// Observations of the Gslb's state; `Ready` says whether it is served and why not.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
 }
 

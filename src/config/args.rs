@@ -44,7 +44,11 @@ pub struct ConfigArgs {
     pub reconcile_requeue_seconds: Option<String>,
 
     /// Period of the zone delegation refresh, in seconds [default: 300].
-    #[arg(long, env = "ZONE_DELEGATION_RECONCILE_REQUEUE_SECONDS", value_name = "SECONDS")]
+    #[arg(
+        long,
+        env = "ZONE_DELEGATION_RECONCILE_REQUEUE_SECONDS",
+        value_name = "SECONDS"
+    )]
     pub zone_delegation_reconcile_requeue_seconds: Option<String>,
 
     /// Delay before retrying a failed zone delegation, in seconds [default: 3600].

@@ -41,11 +41,7 @@ impl ConfigError {
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // one line, whatever a parser put into the message
-        let msg: String = self
-            .message
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
+        let msg: String = self.message.split_whitespace().collect::<Vec<_>>().join(" ");
         write!(f, "{}: {}", self.field, msg)
     }
 }
@@ -347,7 +343,11 @@ fn cli_bool(cli: &Option<String>, n: Names) -> Result<Option<bool>, ConfigError>
 }
 
 /// Merges flags/environment with an optional parsed file and validates.
-pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) -> Result<Config, ConfigError> {
+pub fn build(
+    args: &ConfigArgs,
+    file: Option<&FileConfig>,
+    path: Option<&Path>,
+) -> Result<Config, ConfigError> {
     let empty = FileConfig::default();
     let f = file.unwrap_or(&empty);
     let mut warnings = Vec::new();
@@ -355,10 +355,16 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
     if let Some(host) = args.infoblox_grid_host.as_deref().filter(|h| !h.is_empty()) {
         return Err(ConfigError::new(
             "INFOBLOX_GRID_HOST (--infoblox-grid-host)",
-            format!("{host:?}: the Infoblox provider is not supported; delegate with RFC 2136 (EDGE_DNS_SERVERS) or ExternalDNS (EXTDNS_ENABLED=true)"),
+            format!(
+                "{host:?}: the Infoblox provider is not supported; delegate with RFC 2136 (EDGE_DNS_SERVERS) or ExternalDNS (EXTDNS_ENABLED=true)"
+            ),
         ));
     }
-    if cli_bool(&args.tracing_enabled, names!("TRACING_ENABLED", "tracing-enabled", ""))? == Some(true) {
+    if cli_bool(
+        &args.tracing_enabled,
+        names!("TRACING_ENABLED", "tracing-enabled", ""),
+    )? == Some(true)
+    {
         warnings.push("TRACING_ENABLED=true is ignored: OpenTelemetry tracing is not implemented".into());
     }
     if args.coredns_exposed.is_some() {
@@ -373,7 +379,11 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
         .map_err(|e| ConfigError::new(&geo.field, format!("{:?} {e}", geo.value)))?;
 
     let mut peers: BTreeMap<GeoTag, Peer> = BTreeMap::new();
-    let n = names!("EXT_GSLB_CLUSTERS_GEO_TAGS", "ext-gslb-clusters-geo-tags", "extGslbClustersGeoTags");
+    let n = names!(
+        "EXT_GSLB_CLUSTERS_GEO_TAGS",
+        "ext-gslb-clusters-geo-tags",
+        "extGslbClustersGeoTags"
+    );
     if let Some(p) = pick_list(&args.ext_gslb_clusters_geo_tags, &f.ext_gslb_clusters_geo_tags, n) {
         for raw in &p.value {
             let tag = GeoTag::parse(raw).map_err(|e| ConfigError::new(&p.field, format!("{raw:?} {e}")))?;
@@ -381,9 +391,18 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
                 continue; // upstream de-duplicates the own tag
             }
             if peers.contains_key(&tag) {
-                return Err(ConfigError::new(&p.field, format!("geotag {raw:?} is listed twice")));
+                return Err(ConfigError::new(
+                    &p.field,
+                    format!("geotag {raw:?} is listed twice"),
+                ));
             }
-            peers.insert(tag.clone(), Peer { geo_tag: tag, address: None });
+            peers.insert(
+                tag.clone(),
+                Peer {
+                    geo_tag: tag,
+                    address: None,
+                },
+            );
         }
     }
     let mut static_seen = BTreeSet::new();
@@ -403,15 +422,24 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
                 format!("geotag {:?} is listed twice", fp.geo_tag),
             ));
         }
-        let address =
-            parse::parse_dns_address(&fp.address).map_err(|m| ConfigError::new(format!("{field}.address"), m))?;
-        peers.insert(tag.clone(), Peer { geo_tag: tag, address: Some(address) });
+        let address = parse::parse_dns_address(&fp.address)
+            .map_err(|m| ConfigError::new(format!("{field}.address"), m))?;
+        peers.insert(
+            tag.clone(),
+            Peer {
+                geo_tag: tag,
+                address: Some(address),
+            },
+        );
     }
 
     // zones
     let prefix_n = names!("GLUEA_PREFIX", "gluea-prefix", "glueAPrefix");
     let gluea = pick_text(&args.gluea_prefix, f.gluea_prefix.clone(), prefix_n);
-    let gluea_prefix = gluea.as_ref().map(|p| p.value.clone()).unwrap_or_else(|| names::DEFAULT_GLUE_PREFIX.to_string());
+    let gluea_prefix = gluea
+        .as_ref()
+        .map(|p| p.value.clone())
+        .unwrap_or_else(|| names::DEFAULT_GLUE_PREFIX.to_string());
     let gluea_field = gluea.map(|p| p.field).unwrap_or_else(|| prefix_n.cli());
 
     let n = names!("DNS_ZONES", "dns-zones", "dnsZones");
@@ -422,24 +450,28 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
         }
         (None, Some(list)) => list
             .iter()
-                .enumerate()
-                .map(|(i, z)| {
-                    (
-                        parse::ZoneSpec {
-                            parent_zone: z.parent_zone.clone(),
-                            load_balanced_zone: z.load_balanced_zone.clone(),
-                            neg_ttl: z.dns_zone_neg_ttl.unwrap_or(30),
-                        },
-                        format!("dnsZones[{i}]"),
-                    )
+            .enumerate()
+            .map(|(i, z)| {
+                (
+                    parse::ZoneSpec {
+                        parent_zone: z.parent_zone.clone(),
+                        load_balanced_zone: z.load_balanced_zone.clone(),
+                        neg_ttl: z.dns_zone_neg_ttl.unwrap_or(30),
+                    },
+                    format!("dnsZones[{i}]"),
+                )
             })
             .collect(),
         (None, None) => Vec::new(),
     };
     let mut zones: Vec<Zone> = Vec::new();
     for (spec, field) in &zone_specs {
-        for (what, name) in [("parentZone", &spec.parent_zone), ("loadBalancedZone", &spec.load_balanced_zone)] {
-            names::validate_dns_name(name).map_err(|e| ConfigError::new(field, format!("{what} {name:?} {e}")))?;
+        for (what, name) in [
+            ("parentZone", &spec.parent_zone),
+            ("loadBalancedZone", &spec.load_balanced_zone),
+        ] {
+            names::validate_dns_name(name)
+                .map_err(|e| ConfigError::new(field, format!("{what} {name:?} {e}")))?;
         }
         let name = names::normalize(&spec.load_balanced_zone);
         let parent = names::normalize(&spec.parent_zone);
@@ -456,14 +488,22 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
         // every mesh member's NS name must fit RFC 1035
         for tag in std::iter::once(&geo_tag).chain(peers.keys()) {
             names::ns_name(&gluea_prefix, tag, &name, &parent).map_err(|e| {
-                let field = if gluea_prefix != names::DEFAULT_GLUE_PREFIX { &gluea_field } else { field };
+                let field = if gluea_prefix != names::DEFAULT_GLUE_PREFIX {
+                    &gluea_field
+                } else {
+                    field
+                };
                 ConfigError::new(
                     field.clone(),
                     format!("NS name of geotag {tag} for zone {name:?} with prefix {gluea_prefix:?} {e}"),
                 )
             })?;
         }
-        zones.push(Zone { name, parent, neg_ttl: spec.neg_ttl as u32 });
+        zones.push(Zone {
+            name,
+            parent,
+            neg_ttl: spec.neg_ttl as u32,
+        });
     }
 
     // edge DNS servers
@@ -474,8 +514,15 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
         Some(p) => Some(p),
         None => match &args.edge_dns_server {
             Some(host) if !host.trim().is_empty() => {
-                warnings.push("EDGE_DNS_SERVER and EDGE_DNS_SERVER_PORT are deprecated: use EDGE_DNS_SERVERS".into());
-                let port = args.edge_dns_server_port.as_deref().unwrap_or("53").trim().to_string();
+                warnings.push(
+                    "EDGE_DNS_SERVER and EDGE_DNS_SERVER_PORT are deprecated: use EDGE_DNS_SERVERS".into(),
+                );
+                let port = args
+                    .edge_dns_server_port
+                    .as_deref()
+                    .unwrap_or("53")
+                    .trim()
+                    .to_string();
                 Some(Picked {
                     value: vec![format!("{}:{port}", host.trim())],
                     field: "EDGE_DNS_SERVER (--edge-dns-server)".to_string(),
@@ -483,7 +530,8 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
             }
             _ => {
                 if args.edge_dns_server_port.is_some() {
-                    warnings.push("EDGE_DNS_SERVER_PORT is deprecated and unused without EDGE_DNS_SERVER".into());
+                    warnings
+                        .push("EDGE_DNS_SERVER_PORT is deprecated and unused without EDGE_DNS_SERVER".into());
                 }
                 None
             }
@@ -498,23 +546,27 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
             edge_dns_servers.push(server);
         }
     }
-    if edge_dns_servers.is_empty() {
-        if let Some(p) = peers.values().find(|p| p.address.is_none()) {
-            return Err(ConfigError::new(
-                n.cli(),
-                format!(
-                    "required to find peer {} by its NS name; set edge DNS servers or give the peer an address under peers",
-                    p.geo_tag
-                ),
-            ));
-        }
+    if let Some(p) = peers.values().find(|p| p.address.is_none())
+        && edge_dns_servers.is_empty()
+    {
+        return Err(ConfigError::new(
+            n.cli(),
+            format!(
+                "required to find peer {} by its NS name; set edge DNS servers or give the peer an address under peers",
+                p.geo_tag
+            ),
+        ));
     }
 
     // scalars
     let reconcile_requeue_seconds = ranged_int(
         &args.reconcile_requeue_seconds,
         f.reconcile_requeue_seconds,
-        names!("RECONCILE_REQUEUE_SECONDS", "reconcile-requeue-seconds", "reconcileRequeueSeconds"),
+        names!(
+            "RECONCILE_REQUEUE_SECONDS",
+            "reconcile-requeue-seconds",
+            "reconcileRequeueSeconds"
+        ),
         30,
         0..=86_400,
     )? as u64;
@@ -549,8 +601,12 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
     )? as u32;
 
     let pod_namespace = args.pod_namespace.clone().unwrap_or_else(|| "k8gb".to_string());
-    names::validate_dns_name(&pod_namespace)
-        .map_err(|e| ConfigError::new("POD_NAMESPACE (--pod-namespace)", format!("{pod_namespace:?} {e}")))?;
+    names::validate_dns_name(&pod_namespace).map_err(|e| {
+        ConfigError::new(
+            "POD_NAMESPACE (--pod-namespace)",
+            format!("{pod_namespace:?} {e}"),
+        )
+    })?;
 
     let service_type = match args.coredns_service_type.as_deref().map(str::trim) {
         None | Some("") | Some("ClusterIP") => ServiceType::ClusterIp,
@@ -579,8 +635,11 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
         }
     }
 
-    let extdns_enabled =
-        cli_bool(&args.extdns_enabled, names!("EXTDNS_ENABLED", "extdns-enabled", ""))?.unwrap_or(false);
+    let extdns_enabled = cli_bool(
+        &args.extdns_enabled,
+        names!("EXTDNS_ENABLED", "extdns-enabled", ""),
+    )?
+    .unwrap_or(false);
 
     let n = names!("METRICS_ADDRESS", "metrics-address", "metricsAddress");
     let metrics_address = match pick_text(&args.metrics_address, f.metrics_address.clone(), n) {
@@ -612,7 +671,12 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
         Some(p) => match p.value.trim().to_ascii_lowercase().as_str() {
             "simple" | "" => LogFormat::Simple,
             "json" => LogFormat::Json,
-            _ => return Err(ConfigError::new(p.field, format!("{:?} is not one of simple, json", p.value))),
+            _ => {
+                return Err(ConfigError::new(
+                    p.field,
+                    format!("{:?} is not one of simple, json", p.value),
+                ));
+            }
         },
     };
     let no_color = match cli_bool(&args.no_color, names!("NO_COLOR", "no-color", ""))? {
@@ -638,7 +702,11 @@ pub fn build(args: &ConfigArgs, file: Option<&FileConfig>, path: Option<&Path>) 
         extdns_enabled,
         metrics_address,
         gluea_prefix,
-        log: LogConfig { level, format, no_color },
+        log: LogConfig {
+            level,
+            format,
+            no_color,
+        },
         gslbs,
         config_file: path.map(Path::to_path_buf),
         warnings,
@@ -661,10 +729,16 @@ fn validate_gslbs(
         }
         let id = format!("{namespace}/{}", g.name);
         if out.iter().any(|o| o.namespace == namespace && o.name == g.name) {
-            return Err(ConfigError::new(format!("{field}.name"), format!("{id} is listed twice")));
+            return Err(ConfigError::new(
+                format!("{field}.name"),
+                format!("{id} is listed twice"),
+            ));
         }
         if g.hosts.is_empty() {
-            return Err(ConfigError::new(format!("{field}.hosts"), "at least one host is required"));
+            return Err(ConfigError::new(
+                format!("{field}.hosts"),
+                "at least one host is required",
+            ));
         }
         let mut hosts = Vec::new();
         for (j, h) in g.hosts.iter().enumerate() {
@@ -681,7 +755,10 @@ fn validate_gslbs(
             names::localtargets_name(&host)
                 .map_err(|e| ConfigError::new(&hf, format!("localtargets-{host} {e}")))?;
             if let Some(other) = host_owner.insert(host.clone(), id.clone()) {
-                return Err(ConfigError::new(&hf, format!("{h:?} is already served by gslb {other}")));
+                return Err(ConfigError::new(
+                    &hf,
+                    format!("{h:?} is already served by gslb {other}"),
+                ));
             }
             hosts.push(host);
         }
@@ -691,15 +768,14 @@ fn validate_gslbs(
             .map_err(|e| ConfigError::new(format!("{field}.strategy"), e.to_string()))?;
         // In the file every cluster is known, so a primary outside the mesh can
         // only be a typo; upstream would silently never fail back.
-        if strategy.kind == Kind::Failover {
-            if let Some(p) = &strategy.primary {
-                if !mesh.contains(p) {
-                    return Err(ConfigError::new(
-                        format!("{field}.strategy.primaryGeoTag"),
-                        format!("{:?} is neither this cluster's geotag nor a peer's", p.as_str()),
-                    ));
-                }
-            }
+        if strategy.kind == Kind::Failover
+            && let Some(p) = &strategy.primary
+            && !mesh.contains(p)
+        {
+            return Err(ConfigError::new(
+                format!("{field}.strategy.primaryGeoTag"),
+                format!("{:?} is neither this cluster's geotag nor a peer's", p.as_str()),
+            ));
         }
         let mut targets: Vec<TargetConfig> = Vec::new();
         for (j, t) in g.targets.iter().enumerate() {

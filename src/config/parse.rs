@@ -166,10 +166,16 @@ mod tests {
 
     #[test]
     fn edge_servers() {
-        let e = |h: &str, p| EdgeServer { host: h.into(), port: p };
+        let e = |h: &str, p| EdgeServer {
+            host: h.into(),
+            port: p,
+        };
         assert_eq!(parse_edge_server("1.1.1.1"), Ok(e("1.1.1.1", 53)));
         assert_eq!(parse_edge_server("127.0.0.1:1053"), Ok(e("127.0.0.1", 1053)));
-        assert_eq!(parse_edge_server("Edge.Example.com:5353"), Ok(e("edge.example.com", 5353)));
+        assert_eq!(
+            parse_edge_server("Edge.Example.com:5353"),
+            Ok(e("edge.example.com", 5353))
+        );
         assert_eq!(parse_edge_server("[::1]:5353"), Ok(e("::1", 5353)));
         assert_eq!(parse_edge_server("::1"), Ok(e("::1", 53)));
         assert!(parse_edge_server("1.1.1.1:0").is_err());
@@ -188,7 +194,10 @@ mod tests {
         assert_eq!(split_list(" eu, us ,,ap "), vec!["eu", "us", "ap"]);
         assert_eq!(parse_listen_address(":8080"), Ok("0.0.0.0:8080".parse().unwrap()));
         assert!(parse_listen_address("localhost").is_err());
-        assert_eq!(parse_dns_address("127.0.0.12"), Ok("127.0.0.12:53".parse().unwrap()));
+        assert_eq!(
+            parse_dns_address("127.0.0.12"),
+            Ok("127.0.0.12:53".parse().unwrap())
+        );
         assert_eq!(parse_dns_address("[::1]:5353"), Ok("[::1]:5353".parse().unwrap()));
     }
 }

@@ -9,7 +9,9 @@ fn args() -> ConfigArgs {
 
 fn err(a: &ConfigArgs, file: Option<&str>) -> String {
     let parsed = file.map(|t| parse_file(t).expect("test file parses"));
-    build(a, parsed.as_ref(), None).expect_err("config must be rejected").to_string()
+    build(a, parsed.as_ref(), None)
+        .expect_err("config must be rejected")
+        .to_string()
 }
 
 fn ok(a: &ConfigArgs, file: Option<&str>) -> Config {
@@ -37,11 +39,17 @@ fn defaults_match_upstream() {
 #[test]
 fn geotag_required_and_checked() {
     let e = err(&ConfigArgs::default(), None);
-    assert!(e.starts_with("CLUSTER_GEO_TAG (--cluster-geo-tag): required"), "{e}");
+    assert!(
+        e.starts_with("CLUSTER_GEO_TAG (--cluster-geo-tag): required"),
+        "{e}"
+    );
     let mut a = args();
     a.cluster_geo_tag = Some("eu west".into());
     let e = err(&a, None);
-    assert!(e.contains("\"eu west\"") && e.contains("letters, digits and '-'"), "{e}");
+    assert!(
+        e.contains("\"eu west\"") && e.contains("letters, digits and '-'"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -66,7 +74,10 @@ fn duplicate_geotags_and_edge_servers() {
     a.ext_gslb_clusters_geo_tags = None;
     a.edge_dns_servers = Some("1.1.1.1,1.1.1.1:53".into());
     let e = err(&a, None);
-    assert!(e.starts_with("EDGE_DNS_SERVERS (--edge-dns-servers): \"1.1.1.1:53\" is listed twice"), "{e}");
+    assert!(
+        e.starts_with("EDGE_DNS_SERVERS (--edge-dns-servers): \"1.1.1.1:53\" is listed twice"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -75,7 +86,13 @@ fn deprecated_edge_server_is_a_fallback_with_warning() {
     a.edge_dns_server = Some("10.0.0.53".into());
     a.edge_dns_server_port = Some("1053".into());
     let c = ok(&a, None);
-    assert_eq!(c.edge_dns_servers, vec![EdgeServer { host: "10.0.0.53".into(), port: 1053 }]);
+    assert_eq!(
+        c.edge_dns_servers,
+        vec![EdgeServer {
+            host: "10.0.0.53".into(),
+            port: 1053
+        }]
+    );
     assert_eq!(c.warnings.len(), 1);
     a.edge_dns_servers = Some("1.1.1.1".into());
     let c = ok(&a, None);
@@ -97,11 +114,17 @@ fn dns_zones() {
         ("example.com:example.com:30", "not a subdomain"),
         ("example.com:cl oud.example.com:30", "invalid character"),
         ("example.com:cloud.example.com:-1", "out of range"),
-        ("example.com:cloud.example.com:30;example.com:cloud.example.com:30", "listed twice"),
+        (
+            "example.com:cloud.example.com:30;example.com:cloud.example.com:30",
+            "listed twice",
+        ),
     ] {
         a.dns_zones = Some(bad.into());
         let e = err(&a, None);
-        assert!(e.starts_with("DNS_ZONES (--dns-zones):") && e.contains(needle), "{bad}: {e}");
+        assert!(
+            e.starts_with("DNS_ZONES (--dns-zones):") && e.contains(needle),
+            "{bad}: {e}"
+        );
     }
 }
 
@@ -116,18 +139,43 @@ fn ns_names_must_fit() {
 
 #[test]
 fn scalars_ranges() {
-    let cases: Vec<(fn(&mut ConfigArgs), &str)> = vec![
-        (|a| a.ns_record_ttl = Some("0".into()), "NS_RECORD_TTL (--ns-record-ttl): 0 is out of range"),
-        (|a| a.reconcile_requeue_seconds = Some("-1".into()), "RECONCILE_REQUEUE_SECONDS"),
-        (|a| a.reconcile_requeue_seconds = Some("ten".into()), "\"ten\" is not an integer"),
-        (|a| a.log_level = Some("panic".into()), "LOG_LEVEL (--log-level): \"panic\""),
+    type Case = (fn(&mut ConfigArgs), &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            |a| a.ns_record_ttl = Some("0".into()),
+            "NS_RECORD_TTL (--ns-record-ttl): 0 is out of range",
+        ),
+        (
+            |a| a.reconcile_requeue_seconds = Some("-1".into()),
+            "RECONCILE_REQUEUE_SECONDS",
+        ),
+        (
+            |a| a.reconcile_requeue_seconds = Some("ten".into()),
+            "\"ten\" is not an integer",
+        ),
+        (
+            |a| a.log_level = Some("panic".into()),
+            "LOG_LEVEL (--log-level): \"panic\"",
+        ),
         (|a| a.log_format = Some("xml".into()), "LOG_FORMAT"),
         (|a| a.metrics_address = Some("8080".into()), "METRICS_ADDRESS"),
-        (|a| a.cluster_exposed_ips = Some("10.0.0.1,nope".into()), "\"nope\" is not an IP"),
-        (|a| a.cluster_exposed_ips = Some("10.0.0.1,10.0.0.1".into()), "listed twice"),
+        (
+            |a| a.cluster_exposed_ips = Some("10.0.0.1,nope".into()),
+            "\"nope\" is not an IP",
+        ),
+        (
+            |a| a.cluster_exposed_ips = Some("10.0.0.1,10.0.0.1".into()),
+            "listed twice",
+        ),
         (|a| a.extdns_enabled = Some("sure".into()), "EXTDNS_ENABLED"),
-        (|a| a.coredns_service_type = Some("Ingress".into()), "COREDNS_SERVICE_TYPE"),
-        (|a| a.infoblox_grid_host = Some("grid.example.com".into()), "Infoblox provider is not supported"),
+        (
+            |a| a.coredns_service_type = Some("Ingress".into()),
+            "COREDNS_SERVICE_TYPE",
+        ),
+        (
+            |a| a.infoblox_grid_host = Some("grid.example.com".into()),
+            "Infoblox provider is not supported",
+        ),
     ];
     for (set, needle) in cases {
         let mut a = args();
@@ -186,7 +234,13 @@ fn file_config() {
     assert_eq!(c.peers[1].address, Some("127.0.0.12:5353".parse().unwrap()));
     assert_eq!(c.peers[0].address, Some("127.0.0.13:53".parse().unwrap()));
     assert_eq!(c.gslbs[0].strategy.ttl, 5);
-    assert_eq!(c.gslbs[0].targets[1], TargetConfig { address: "2001:db8::1".parse().unwrap(), healthy: false });
+    assert_eq!(
+        c.gslbs[0].targets[1],
+        TargetConfig {
+            address: "2001:db8::1".parse().unwrap(),
+            healthy: false
+        }
+    );
     assert_eq!(c.gslbs[1].hosts, ["fo.cloud.example.com"]);
     assert_eq!(c.gslbs[1].namespace, "shop");
     assert!(c.edge_dns_servers.is_empty(), "every peer has an address");
@@ -194,9 +248,11 @@ fn file_config() {
 
 #[test]
 fn flags_beat_file() {
-    let mut a = ConfigArgs::default();
-    a.cluster_geo_tag = Some("ap".into());
-    a.log_level = Some("warn".into());
+    let mut a = ConfigArgs {
+        cluster_geo_tag: Some("ap".into()),
+        log_level: Some("warn".into()),
+        ..ConfigArgs::default()
+    };
     let e = err(&a, Some(FILE));
     // ap is now this cluster, and the file lists it as a peer
     assert!(e.starts_with("peers[1].geoTag"), "{e}");
@@ -213,8 +269,14 @@ fn file_mistakes_name_the_key() {
             "clusterGeoTag: eu\ngslbs:\n  - name: a\n    hosts: [a.x.com]\n    strategy: {type: roundRobin, wieght: {}}\n",
             "gslbs.0.strategy.wieght: unknown key",
         ),
-        ("clusterGeoTag: eu\nnsRecordTTL: ten\n", "nsRecordTTL: invalid type"),
-        ("clusterGeoTag: eu\npeers: [{geoTag: us}]\n", "missing field `address`"),
+        (
+            "clusterGeoTag: eu\nnsRecordTTL: ten\n",
+            "nsRecordTTL: invalid type",
+        ),
+        (
+            "clusterGeoTag: eu\npeers: [{geoTag: us}]\n",
+            "missing field `address`",
+        ),
     ];
     for (text, needle) in cases {
         let e = parse_file(text).expect_err(text).to_string();
@@ -228,16 +290,46 @@ fn file_mistakes_name_the_key() {
 fn gslb_mistakes() {
     let base = "clusterGeoTag: eu\ndnsZones: [{parentZone: example.com, loadBalancedZone: cloud.example.com}]\npeers: [{geoTag: us, address: 127.0.0.2}]\n";
     let cases = [
-        ("gslbs: [{name: a, hosts: [a.other.org], strategy: {type: roundRobin}}]", "gslbs[0].hosts[0]: \"a.other.org\" is outside every zone"),
-        ("gslbs: [{name: a, hosts: [], strategy: {type: roundRobin}}]", "gslbs[0].hosts: at least one host"),
-        ("gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: failover}}]", "gslbs[0].strategy: primaryGeoTag: required"),
-        ("gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: failover, primaryGeoTag: mars}}]", "primaryGeoTag: \"mars\" is neither"),
-        ("gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: roundRobin, weight: {eu: 1200}}}]", "gslbs[0].strategy: weight.eu: 1200 is out of range 0..=1000"),
-        ("gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: geoip, weight: {eu: 1}}}]", "weight: only allowed with type roundRobin"),
-        ("gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: rr}}]", "unknown strategy type \"rr\""),
-        ("gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: roundRobin}, targets: [{address: 10.0.0.300}]}]", "gslbs[0].targets[0].address"),
-        ("gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: roundRobin}}, {name: b, hosts: [A.cloud.example.com], strategy: {type: roundRobin}}]", "already served by gslb default/a"),
-        ("gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: roundRobin}}, {name: a, hosts: [b.cloud.example.com], strategy: {type: roundRobin}}]", "default/a is listed twice"),
+        (
+            "gslbs: [{name: a, hosts: [a.other.org], strategy: {type: roundRobin}}]",
+            "gslbs[0].hosts[0]: \"a.other.org\" is outside every zone",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [], strategy: {type: roundRobin}}]",
+            "gslbs[0].hosts: at least one host",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: failover}}]",
+            "gslbs[0].strategy: primaryGeoTag: required",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: failover, primaryGeoTag: mars}}]",
+            "primaryGeoTag: \"mars\" is neither",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: roundRobin, weight: {eu: 1200}}}]",
+            "gslbs[0].strategy: weight.eu: 1200 is out of range 0..=1000",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: geoip, weight: {eu: 1}}}]",
+            "weight: only allowed with type roundRobin",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: rr}}]",
+            "unknown strategy type \"rr\"",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: roundRobin}, targets: [{address: 10.0.0.300}]}]",
+            "gslbs[0].targets[0].address",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: roundRobin}}, {name: b, hosts: [A.cloud.example.com], strategy: {type: roundRobin}}]",
+            "already served by gslb default/a",
+        ),
+        (
+            "gslbs: [{name: a, hosts: [a.cloud.example.com], strategy: {type: roundRobin}}, {name: a, hosts: [b.cloud.example.com], strategy: {type: roundRobin}}]",
+            "default/a is listed twice",
+        ),
     ];
     for (gslbs, needle) in cases {
         let text = format!("{base}{gslbs}\n");

@@ -220,7 +220,10 @@ mod tests {
     #[test]
     fn innermost_zone_wins() {
         let zones = ["example.com", "cloud.example.com", "eu.cloud.example.com"];
-        assert_eq!(best_zone("a.eu.cloud.example.com", zones), Some("eu.cloud.example.com"));
+        assert_eq!(
+            best_zone("a.eu.cloud.example.com", zones),
+            Some("eu.cloud.example.com")
+        );
         assert_eq!(best_zone("a.cloud.example.com", zones), Some("cloud.example.com"));
         assert_eq!(best_zone("a.other.org", zones), None);
     }
@@ -228,7 +231,13 @@ mod tests {
     #[test]
     fn upstream_ns_names() {
         assert_eq!(
-            ns_name("gslb-ns-", &tag("us"), "app.team.cloud.example.com", "example.com").as_deref(),
+            ns_name(
+                "gslb-ns-",
+                &tag("us"),
+                "app.team.cloud.example.com",
+                "example.com"
+            )
+            .as_deref(),
             Ok("gslb-ns-us-app-team-cloud.example.com")
         );
         assert_eq!(
@@ -265,10 +274,18 @@ mod tests {
         }
         // the default prefix is recognised even when a custom one is configured
         assert_eq!(
-            geotag_from_ns_name("edge-", "gslb-ns-us-cloud.example.com", "cloud.example.com", "example.com"),
+            geotag_from_ns_name(
+                "edge-",
+                "gslb-ns-us-cloud.example.com",
+                "cloud.example.com",
+                "example.com"
+            ),
             Some(tag("us"))
         );
-        assert_eq!(geotag_from_ns_name("gslb-ns-", "ns1.example.com", "cloud.example.com", "example.com"), None);
+        assert_eq!(
+            geotag_from_ns_name("gslb-ns-", "ns1.example.com", "cloud.example.com", "example.com"),
+            None
+        );
     }
 
     #[test]
@@ -278,7 +295,10 @@ mod tests {
             Ok("localtargets-app.cloud.example.com")
         );
         let long_label = format!("{}.cloud.example.com", "a".repeat(55));
-        assert!(matches!(localtargets_name(&long_label), Err(NameError::LabelTooLong { .. })));
+        assert!(matches!(
+            localtargets_name(&long_label),
+            Err(NameError::LabelTooLong { .. })
+        ));
         assert_eq!(strip_localtargets("localtargets-app.x"), Some("app.x"));
         assert_eq!(strip_localtargets("app.x"), None);
     }
@@ -290,8 +310,14 @@ mod tests {
         assert!(validate_dns_name("_svc.example.com").is_ok());
         assert_eq!(validate_dns_name("a..b"), Err(NameError::EmptyLabel));
         assert_eq!(validate_dns_name("a b.com"), Err(NameError::BadChar { ch: ' ' }));
-        assert!(matches!(validate_dns_name("-a.com"), Err(NameError::HyphenEdge { .. })));
+        assert!(matches!(
+            validate_dns_name("-a.com"),
+            Err(NameError::HyphenEdge { .. })
+        ));
         let too_long = vec!["abcdefghi"; 30].join(".");
-        assert!(matches!(validate_dns_name(&too_long), Err(NameError::NameTooLong { .. })));
+        assert!(matches!(
+            validate_dns_name(&too_long),
+            Err(NameError::NameTooLong { .. })
+        ));
     }
 }

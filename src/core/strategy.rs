@@ -129,10 +129,12 @@ impl Strategy {
             }
         }
         let primary = match spec.primary_geo_tag.filter(|p| !p.is_empty()) {
-            Some(p) => Some(GeoTag::parse(p).map_err(|reason| StrategyError::BadPrimaryGeoTag {
-                value: p.to_string(),
-                reason,
-            })?),
+            Some(p) => Some(
+                GeoTag::parse(p).map_err(|reason| StrategyError::BadPrimaryGeoTag {
+                    value: p.to_string(),
+                    reason,
+                })?,
+            ),
             None => None,
         };
         if kind == Kind::Failover && primary.is_none() {

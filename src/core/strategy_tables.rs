@@ -71,7 +71,11 @@ fn run(strategy: &Strategy, rows: &[Row]) {
                 row.peers.iter().map(|p| (tag(p), region_ips(f, p))).collect();
             let got = answer(strategy, &me, row.health, &local, &peers);
             let ctx = format!("{} {:?} [{}] {:?}", strategy.kind, strategy.primary, row.what, f);
-            assert_eq!(got.ips().collect::<Vec<_>>(), concat(f, row.expect), "{ctx}: answer");
+            assert_eq!(
+                got.ips().collect::<Vec<_>>(),
+                concat(f, row.expect),
+                "{ctx}: answer"
+            );
             let regions: Vec<&str> = got.targets.iter().map(|t| t.region.as_str()).collect();
             let want_regions: Vec<&str> = row
                 .expect
@@ -88,19 +92,61 @@ fn run(strategy: &Strategy, rows: &[Row]) {
 
 /// §4.1, shared by roundRobin and geoip.
 const ROUND_ROBIN_ROWS: &[Row] = &[
-    Row { what: "healthy, peers", me: "eu", health: Healthy, peers: &["us", "ap"], expect: &["eu", "ap", "us"] },
-    Row { what: "healthy, no peers", me: "eu", health: Healthy, peers: &[], expect: &["eu"] },
-    Row { what: "unhealthy, peers", me: "eu", health: Unhealthy, peers: &["us", "ap"], expect: &["ap", "us"] },
-    Row { what: "notfound, peers", me: "eu", health: NotFound, peers: &["us"], expect: &["us"] },
-    Row { what: "unhealthy, no peers", me: "eu", health: Unhealthy, peers: &[], expect: &[] },
-    Row { what: "notfound, no peers", me: "eu", health: NotFound, peers: &[], expect: &[] },
+    Row {
+        what: "healthy, peers",
+        me: "eu",
+        health: Healthy,
+        peers: &["us", "ap"],
+        expect: &["eu", "ap", "us"],
+    },
+    Row {
+        what: "healthy, no peers",
+        me: "eu",
+        health: Healthy,
+        peers: &[],
+        expect: &["eu"],
+    },
+    Row {
+        what: "unhealthy, peers",
+        me: "eu",
+        health: Unhealthy,
+        peers: &["us", "ap"],
+        expect: &["ap", "us"],
+    },
+    Row {
+        what: "notfound, peers",
+        me: "eu",
+        health: NotFound,
+        peers: &["us"],
+        expect: &["us"],
+    },
+    Row {
+        what: "unhealthy, no peers",
+        me: "eu",
+        health: Unhealthy,
+        peers: &[],
+        expect: &[],
+    },
+    Row {
+        what: "notfound, no peers",
+        me: "eu",
+        health: NotFound,
+        peers: &[],
+        expect: &[],
+    },
 ];
 
 #[test]
 fn round_robin_4_1() {
     let s = strategy("roundRobin", None, &[]);
     run(&s, ROUND_ROBIN_ROWS);
-    let a = answer(&s, &tag("eu"), Healthy, &region_ips(Family::V4, "eu"), &BTreeMap::new());
+    let a = answer(
+        &s,
+        &tag("eu"),
+        Healthy,
+        &region_ips(Family::V4, "eu"),
+        &BTreeMap::new(),
+    );
     assert_eq!(a.order, Order::Shuffle);
 }
 
@@ -108,7 +154,13 @@ fn round_robin_4_1() {
 fn geoip_target_set_4_3() {
     let s = strategy("geoip", None, &[]);
     run(&s, ROUND_ROBIN_ROWS);
-    let a = answer(&s, &tag("eu"), Healthy, &region_ips(Family::V6, "eu"), &BTreeMap::new());
+    let a = answer(
+        &s,
+        &tag("eu"),
+        Healthy,
+        &region_ips(Family::V6, "eu"),
+        &BTreeMap::new(),
+    );
     assert_eq!(a.order, Order::GeoIp);
 }
 
@@ -126,7 +178,11 @@ fn weighted_round_robin_4_2() {
             "{f:?}"
         );
         let a = answer(&s, &tag("eu"), Unhealthy, &region_ips(f, "eu"), &peers);
-        assert_eq!(a.order, Order::Weighted(BTreeMap::from([(tag("us"), 30)])), "{f:?}");
+        assert_eq!(
+            a.order,
+            Order::Weighted(BTreeMap::from([(tag("us"), 30)])),
+            "{f:?}"
+        );
     }
 }
 
@@ -136,7 +192,10 @@ fn weighted_zero_weight_kept_4_2() {
     let peers = BTreeMap::from([(tag("us"), region_ips(Family::V4, "us"))]);
     let a = answer(&s, &tag("eu"), Healthy, &region_ips(Family::V4, "eu"), &peers);
     assert_eq!(a.ips().count(), 3, "zero-weight regions stay in the answer");
-    assert_eq!(a.order, Order::Weighted(BTreeMap::from([(tag("eu"), 0), (tag("us"), 100)])));
+    assert_eq!(
+        a.order,
+        Order::Weighted(BTreeMap::from([(tag("eu"), 0), (tag("us"), 100)]))
+    );
 }
 
 #[test]
@@ -153,18 +212,90 @@ fn weighted_region_without_weight_skips_reordering_4_2() {
 
 /// §4.4 with primary eu, seen from the primary and from a secondary.
 const FAILOVER_ROWS: &[Row] = &[
-    Row { what: "primary healthy ignores peers", me: "eu", health: Healthy, peers: &["us", "ap"], expect: &["eu"] },
-    Row { what: "primary unhealthy serves every peer", me: "eu", health: Unhealthy, peers: &["us", "ap"], expect: &["ap", "us"] },
-    Row { what: "primary notfound serves every peer", me: "eu", health: NotFound, peers: &["us"], expect: &["us"] },
-    Row { what: "primary unhealthy, no peers", me: "eu", health: Unhealthy, peers: &[], expect: &[] },
-    Row { what: "primary healthy, no peers", me: "eu", health: Healthy, peers: &[], expect: &["eu"] },
-    Row { what: "secondary healthy, primary present", me: "us", health: Healthy, peers: &["eu", "ap"], expect: &["eu"] },
-    Row { what: "secondary unhealthy, primary present", me: "us", health: Unhealthy, peers: &["eu"], expect: &["eu"] },
-    Row { what: "secondary healthy, primary absent", me: "us", health: Healthy, peers: &["ap"], expect: &["us", "ap"] },
-    Row { what: "secondary unhealthy, primary absent", me: "us", health: Unhealthy, peers: &["ap"], expect: &["ap"] },
-    Row { what: "secondary notfound, primary absent", me: "us", health: NotFound, peers: &["ap"], expect: &["ap"] },
-    Row { what: "secondary unhealthy, no peers", me: "us", health: Unhealthy, peers: &[], expect: &[] },
-    Row { what: "secondary healthy, no peers", me: "us", health: Healthy, peers: &[], expect: &["us"] },
+    Row {
+        what: "primary healthy ignores peers",
+        me: "eu",
+        health: Healthy,
+        peers: &["us", "ap"],
+        expect: &["eu"],
+    },
+    Row {
+        what: "primary unhealthy serves every peer",
+        me: "eu",
+        health: Unhealthy,
+        peers: &["us", "ap"],
+        expect: &["ap", "us"],
+    },
+    Row {
+        what: "primary notfound serves every peer",
+        me: "eu",
+        health: NotFound,
+        peers: &["us"],
+        expect: &["us"],
+    },
+    Row {
+        what: "primary unhealthy, no peers",
+        me: "eu",
+        health: Unhealthy,
+        peers: &[],
+        expect: &[],
+    },
+    Row {
+        what: "primary healthy, no peers",
+        me: "eu",
+        health: Healthy,
+        peers: &[],
+        expect: &["eu"],
+    },
+    Row {
+        what: "secondary healthy, primary present",
+        me: "us",
+        health: Healthy,
+        peers: &["eu", "ap"],
+        expect: &["eu"],
+    },
+    Row {
+        what: "secondary unhealthy, primary present",
+        me: "us",
+        health: Unhealthy,
+        peers: &["eu"],
+        expect: &["eu"],
+    },
+    Row {
+        what: "secondary healthy, primary absent",
+        me: "us",
+        health: Healthy,
+        peers: &["ap"],
+        expect: &["us", "ap"],
+    },
+    Row {
+        what: "secondary unhealthy, primary absent",
+        me: "us",
+        health: Unhealthy,
+        peers: &["ap"],
+        expect: &["ap"],
+    },
+    Row {
+        what: "secondary notfound, primary absent",
+        me: "us",
+        health: NotFound,
+        peers: &["ap"],
+        expect: &["ap"],
+    },
+    Row {
+        what: "secondary unhealthy, no peers",
+        me: "us",
+        health: Unhealthy,
+        peers: &[],
+        expect: &[],
+    },
+    Row {
+        what: "secondary healthy, no peers",
+        me: "us",
+        health: Healthy,
+        peers: &[],
+        expect: &["us"],
+    },
 ];
 
 #[test]
@@ -181,16 +312,46 @@ fn split_failover_4_4() {
     run(
         &eu,
         &[
-            Row { what: "eu healthy", me: "eu", health: Healthy, peers: &["us"], expect: &["eu"] },
-            Row { what: "eu down", me: "eu", health: Unhealthy, peers: &["us"], expect: &["us"] },
+            Row {
+                what: "eu healthy",
+                me: "eu",
+                health: Healthy,
+                peers: &["us"],
+                expect: &["eu"],
+            },
+            Row {
+                what: "eu down",
+                me: "eu",
+                health: Unhealthy,
+                peers: &["us"],
+                expect: &["us"],
+            },
         ],
     );
     run(
         &us,
         &[
-            Row { what: "us healthy", me: "us", health: Healthy, peers: &["eu"], expect: &["us"] },
-            Row { what: "us healthy, eu down", me: "us", health: Healthy, peers: &[], expect: &["us"] },
-            Row { what: "us down", me: "us", health: Unhealthy, peers: &["eu"], expect: &["eu"] },
+            Row {
+                what: "us healthy",
+                me: "us",
+                health: Healthy,
+                peers: &["eu"],
+                expect: &["us"],
+            },
+            Row {
+                what: "us healthy, eu down",
+                me: "us",
+                health: Healthy,
+                peers: &[],
+                expect: &["us"],
+            },
+            Row {
+                what: "us down",
+                me: "us",
+                health: Unhealthy,
+                peers: &["eu"],
+                expect: &["eu"],
+            },
         ],
     );
 }
@@ -232,9 +393,18 @@ fn duplicates_and_order_are_stable() {
     let peers = BTreeMap::from([(tag("us"), vec![shared, [10, 2, 0, 1].into()])]);
     let a = answer(&s, &tag("eu"), Healthy, &local, &peers);
     let ips: Vec<IpAddr> = a.ips().collect();
-    let want: Vec<IpAddr> = vec![[10, 1, 0, 1].into(), [10, 1, 0, 2].into(), shared, [10, 2, 0, 1].into()];
+    let want: Vec<IpAddr> = vec![
+        [10, 1, 0, 1].into(),
+        [10, 1, 0, 2].into(),
+        shared,
+        [10, 2, 0, 1].into(),
+    ];
     assert_eq!(ips, want);
-    assert_eq!(a.targets[2].region, tag("eu"), "a duplicate keeps its first (local) region");
+    assert_eq!(
+        a.targets[2].region,
+        tag("eu"),
+        "a duplicate keeps its first (local) region"
+    );
 }
 
 #[test]
@@ -259,8 +429,14 @@ fn validation() {
         check("RoundRobin", &none, None, None),
         Err(StrategyError::UnknownType("RoundRobin".into()))
     );
-    assert_eq!(check("failover", &none, None, None), Err(StrategyError::FailoverWithoutPrimary));
-    assert_eq!(check("failover", &none, Some(""), None), Err(StrategyError::FailoverWithoutPrimary));
+    assert_eq!(
+        check("failover", &none, None, None),
+        Err(StrategyError::FailoverWithoutPrimary)
+    );
+    assert_eq!(
+        check("failover", &none, Some(""), None),
+        Err(StrategyError::FailoverWithoutPrimary)
+    );
     assert!(matches!(
         check("failover", &none, Some("eu west"), None),
         Err(StrategyError::BadPrimaryGeoTag { .. })
@@ -270,14 +446,23 @@ fn validation() {
         check("failover", &w, Some("eu"), None),
         Err(StrategyError::WeightRequiresRoundRobin(Kind::Failover))
     );
-    assert_eq!(check("geoip", &w, None, None), Err(StrategyError::WeightRequiresRoundRobin(Kind::GeoIp)));
+    assert_eq!(
+        check("geoip", &w, None, None),
+        Err(StrategyError::WeightRequiresRoundRobin(Kind::GeoIp))
+    );
     assert_eq!(
         check("roundRobin", &weight(&[("eu", 1001)]), None, None),
-        Err(StrategyError::WeightOutOfRange { geotag: "eu".into(), weight: 1001 })
+        Err(StrategyError::WeightOutOfRange {
+            geotag: "eu".into(),
+            weight: 1001
+        })
     );
     assert_eq!(
         check("roundRobin", &weight(&[("eu", -1)]), None, None),
-        Err(StrategyError::WeightOutOfRange { geotag: "eu".into(), weight: -1 })
+        Err(StrategyError::WeightOutOfRange {
+            geotag: "eu".into(),
+            weight: -1
+        })
     );
     assert!(matches!(
         check("roundRobin", &weight(&[("eu_1", 1)]), None, None),
@@ -285,8 +470,14 @@ fn validation() {
     ));
     let ok = check("roundRobin", &weight(&[("eu", 0), ("us", 1000)]), None, None).unwrap();
     assert_eq!(ok.weights.len(), 2);
-    assert_eq!(check("roundRobin", &none, None, Some(-1)), Err(StrategyError::TtlOutOfRange(-1)));
-    assert_eq!(check("roundRobin", &none, None, Some(0)).unwrap().ttl, DEFAULT_TTL);
+    assert_eq!(
+        check("roundRobin", &none, None, Some(-1)),
+        Err(StrategyError::TtlOutOfRange(-1))
+    );
+    assert_eq!(
+        check("roundRobin", &none, None, Some(0)).unwrap().ttl,
+        DEFAULT_TTL
+    );
     assert_eq!(check("roundRobin", &none, None, None).unwrap().ttl, DEFAULT_TTL);
     assert_eq!(check("roundRobin", &none, None, Some(5)).unwrap().ttl, 5);
     // a primary with roundRobin is accepted and ignored, as upstream
@@ -304,6 +495,12 @@ fn ttl_is_carried() {
         dns_ttl_seconds: Some(7),
     })
     .unwrap();
-    let a = answer(&s, &tag("eu"), Healthy, &region_ips(Family::V4, "eu"), &BTreeMap::new());
+    let a = answer(
+        &s,
+        &tag("eu"),
+        Healthy,
+        &region_ips(Family::V4, "eu"),
+        &BTreeMap::new(),
+    );
     assert_eq!(a.ttl, 7);
 }
