@@ -191,3 +191,18 @@ fn deprecated_settings_warn_but_pass() {
     let v: serde_json::Value = serde_json::from_str(warn).expect("json log line");
     assert_eq!(v["level"], "WARN");
 }
+
+#[test]
+fn shipped_examples_are_valid() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).expect("examples dir") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_some_and(|x| x == "yaml") {
+            let out = run(&["--config", path.to_str().expect("path")], &[]);
+            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            seen += 1;
+        }
+    }
+    assert!(seen > 0, "no example configs found");
+}

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the test suite needs when it is
+# missing (Debian and PyPI packages), then runs the whole suite.
+# Usage: bash scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests run (command → package). Empty until a test needs one.
+declare -A APT=()
+# PyPI packages the tests import (module → package).
+declare -A PIP=()
+
+missing_apt=()
+for cmd in "${!APT[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing_apt+=("${APT[$cmd]}")
+done
+if ((${#missing_apt[@]})); then
+  echo "test.sh: installing Debian packages: ${missing_apt[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing_apt[@]}"
+fi
+
+missing_pip=()
+for mod in "${!PIP[@]}"; do
+  python3 -c "import $mod" >/dev/null 2>&1 || missing_pip+=("${PIP[$mod]}")
+done
+if ((${#missing_pip[@]})); then
+  echo "test.sh: installing PyPI packages: ${missing_pip[*]}"
+  python3 -m pip install -q "${missing_pip[@]}"
+fi
+
+cargo test --all-targets "$@"
