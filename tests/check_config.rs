@@ -200,7 +200,12 @@ fn shipped_examples_are_valid() {
         let path = entry.expect("entry").path();
         if path.extension().is_some_and(|x| x == "yaml") {
             let out = run(&["--config", path.to_str().expect("path")], &[]);
-            assert!(out.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
             seen += 1;
         }
     }
