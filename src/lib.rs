@@ -2,7 +2,11 @@
 //!
 //! Module map and invariants: `docs/architecture.md`.
 
+pub mod admin;
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod geoip;
 pub mod logging;
+pub mod metrics;
+pub mod probe;

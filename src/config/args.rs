@@ -95,6 +95,34 @@ pub struct ConfigArgs {
     #[arg(long, env = "GLUEA_PREFIX", value_name = "PREFIX")]
     pub gluea_prefix: Option<String>,
 
+    /// DNS listen addresses for UDP and TCP, comma-separated host:port [default: 0.0.0.0:5353].
+    #[arg(long, env = "DNS_ADDRESS", value_name = "ADDRS")]
+    pub dns_address: Option<String>,
+
+    /// DNS-over-TLS listen address, host:port (off unless set; needs the certificate and key).
+    #[arg(long, env = "DOT_ADDRESS", value_name = "ADDR")]
+    pub dot_address: Option<String>,
+
+    /// PEM certificate chain for DNS-over-TLS; reloaded when it changes.
+    #[arg(long, env = "DOT_CERT_FILE", value_name = "FILE")]
+    pub dot_cert_file: Option<String>,
+
+    /// PEM private key for DNS-over-TLS; reloaded when it changes.
+    #[arg(long, env = "DOT_KEY_FILE", value_name = "FILE")]
+    pub dot_key_file: Option<String>,
+
+    /// MaxMind-format database for the geoip strategy; reloaded when it changes.
+    #[arg(long, env = "GEOIP_DATABASE", value_name = "FILE")]
+    pub geoip_database: Option<String>,
+
+    /// Comma-separated database fields compared for geoip, tried in order; dots for nesting [default: datacenter].
+    #[arg(long, env = "GEOIP_FIELDS", value_name = "FIELDS")]
+    pub geoip_fields: Option<String>,
+
+    /// Seconds to finish in-flight work after SIGTERM/SIGINT [default: 10].
+    #[arg(long, env = "SHUTDOWN_GRACE_SECONDS", value_name = "SECONDS")]
+    pub shutdown_grace_seconds: Option<String>,
+
     /// Log level: trace, debug, info, warn or error [default: info].
     #[arg(long, env = "LOG_LEVEL", value_name = "LEVEL")]
     pub log_level: Option<String>,

@@ -25,6 +25,10 @@ pub struct FileConfig {
     #[serde(rename = "glueAPrefix")]
     pub gluea_prefix: Option<String>,
     pub log: Option<FileLog>,
+    pub dns_address: Option<StringOrList>,
+    pub dot: Option<FileDot>,
+    pub geoip: Option<FileGeoIp>,
+    pub shutdown_grace_seconds: Option<i64>,
     /// Peers with their DNS addresses (geotag → address).
     #[serde(default)]
     pub peers: Vec<FilePeer>,
@@ -68,6 +72,44 @@ pub struct FileLog {
     pub no_color: Option<bool>,
 }
 
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FileDot {
+    pub address: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+pub struct FileGeoIp {
+    pub database: Option<String>,
+    pub fields: Option<StringOrList>,
+}
+
+/// An active health check of a target.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FileProbe {
+    /// `tcp` (connect) or `http` (GET, expecting a status).
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub port: Option<i64>,
+    /// HTTP path, default `/`.
+    pub path: Option<String>,
+    /// HTTP Host header, default the target address.
+    pub host: Option<String>,
+    /// Expected HTTP status, default 200.
+    pub expect_status: Option<i64>,
+    /// Seconds between checks (fractions allowed), default 1.
+    pub interval_seconds: Option<f64>,
+    /// Seconds before a check fails (fractions allowed), default 1.
+    pub timeout_seconds: Option<f64>,
+    /// Consecutive failures before the target is unhealthy, default 3.
+    pub failure_threshold: Option<i64>,
+    /// Consecutive successes before it is healthy again, default 1.
+    pub success_threshold: Option<i64>,
+}
+
 #[derive(Deserialize, Debug, Clone)]
 #[serde(rename_all = "camelCase")]
 pub struct FilePeer {
@@ -86,6 +128,9 @@ pub struct FileGslb {
     pub strategy: Strategy,
     #[serde(default)]
     pub service_health_policy: ServiceHealthPolicy,
+    /// Probe for every target of this Gslb, unless a target has its own.
+    #[serde(default)]
+    pub probe: Option<FileProbe>,
     #[serde(default)]
     pub targets: Vec<FileTarget>,
 }
@@ -94,7 +139,9 @@ pub struct FileGslb {
 #[serde(rename_all = "camelCase")]
 pub struct FileTarget {
     pub address: String,
-    /// Static health of the target; `true` when omitted.
+    /// Static health of the target; `true` when omitted. Exclusive with a probe.
     #[serde(default)]
     pub healthy: Option<bool>,
+    #[serde(default)]
+    pub probe: Option<FileProbe>,
 }

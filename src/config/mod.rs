@@ -13,6 +13,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 pub use args::ConfigArgs;
 pub use parse::EdgeServer;
@@ -119,7 +120,49 @@ pub struct Peer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetConfig {
     pub address: IpAddr,
+    /// Static health, used when there is no probe.
     pub healthy: bool,
+    /// Active health check; when set, health comes from it.
+    pub probe: Option<ProbeConfig>,
+}
+
+/// What an active probe does.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ProbeKind {
+    /// Healthy when a TCP connection to the port opens.
+    Tcp,
+    /// Healthy when `GET path` answers `expect_status`.
+    Http {
+        path: String,
+        host: Option<String>,
+        expect_status: u16,
+    },
+}
+
+/// An active health check of one target, validated.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ProbeConfig {
+    pub kind: ProbeKind,
+    pub port: u16,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub failure_threshold: u32,
+    pub success_threshold: u32,
+}
+
+/// The DNS-over-TLS listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DotConfig {
+    pub address: SocketAddr,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+}
+
+/// The geoip database and the fields compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeoIpConfig {
+    pub database: Option<PathBuf>,
+    pub fields: Vec<String>,
 }
 
 /// A Gslb entry from the config file, validated.
@@ -163,6 +206,11 @@ pub struct Config {
     pub metrics_address: SocketAddr,
     pub gluea_prefix: String,
     pub log: LogConfig,
+    /// UDP and TCP listen addresses of the DNS server.
+    pub dns_addresses: Vec<SocketAddr>,
+    pub dot: Option<DotConfig>,
+    pub geoip: GeoIpConfig,
+    pub shutdown_grace: Duration,
     pub gslbs: Vec<GslbConfig>,
     pub config_file: Option<PathBuf>,
     /// Deprecations and ignored settings, to be logged once logging is up.
@@ -175,6 +223,25 @@ impl Config {
         // validated for every mesh member at load time
         names::ns_name(&self.gluea_prefix, geo_tag, &zone.name, &zone.parent)
             .unwrap_or_else(|_| format!("{}{}-invalid.{}", self.gluea_prefix, geo_tag, zone.parent))
+    }
+
+    /// This cluster's DNS addresses as published in its glue records:
+    /// `CLUSTER_EXPOSED_IPS` when set, else the specific listen addresses.
+    pub fn exposed_dns_ips(&self) -> Vec<IpAddr> {
+        if !self.cluster_exposed_ips.is_empty() {
+            return self.cluster_exposed_ips.clone();
+        }
+        let mut ips: Vec<IpAddr> = Vec::new();
+        for a in self
+            .dns_addresses
+            .iter()
+            .chain(self.dot.iter().map(|d| &d.address))
+        {
+            if !a.ip().is_unspecified() && !ips.contains(&a.ip()) {
+                ips.push(a.ip());
+            }
+        }
+        ips
     }
 
     /// A short description of what is enabled, for the start-up log line.
@@ -191,8 +258,17 @@ impl Config {
         } else {
             "rfc2136"
         };
+        let dot = match &self.dot {
+            Some(d) => d.address.to_string(),
+            None => "off".to_string(),
+        };
+        let geoip = if self.geoip.database.is_some() {
+            "on"
+        } else {
+            "off"
+        };
         format!(
-            "mode={mode} geotag={} zones={} peers={} gslbs={} delegation={delegation}",
+            "mode={mode} geotag={} zones={} peers={} gslbs={} delegation={delegation} dot={dot} geoip={geoip}",
             self.geo_tag,
             self.zones.len(),
             self.peers.len(),
@@ -679,13 +755,124 @@ pub fn build(
             }
         },
     };
-    let no_color = match cli_bool(&args.no_color, names!("NO_COLOR", "no-color", ""))? {
-        Some(b) => b,
+    // NO_COLOR convention: any value but an explicit false disables colour
+    let no_color = match args.no_color.as_deref() {
+        Some(v) => parse::parse_bool(v).unwrap_or(true),
         None => file_log.no_color.unwrap_or(false),
     };
 
+    let n = names!("DNS_ADDRESS", "dns-address", "dnsAddress");
+    let mut dns_addresses = Vec::new();
+    match pick_list(&args.dns_address, &f.dns_address, n) {
+        Some(p) => {
+            for raw in &p.value {
+                let a = parse::parse_listen_address(raw).map_err(|m| ConfigError::new(&p.field, m))?;
+                if dns_addresses.contains(&a) {
+                    return Err(ConfigError::new(&p.field, format!("{raw:?} is listed twice")));
+                }
+                dns_addresses.push(a);
+            }
+            if dns_addresses.is_empty() {
+                return Err(ConfigError::new(&p.field, "at least one address is required"));
+            }
+        }
+        None => dns_addresses.push(SocketAddr::from(([0, 0, 0, 0], 5353))),
+    }
+
+    let fdot = f.dot.clone().unwrap_or_default();
+    let dot_addr = pick_text(
+        &args.dot_address,
+        fdot.address,
+        names!("DOT_ADDRESS", "dot-address", "dot.address"),
+    );
+    let dot_cert = pick_text(
+        &args.dot_cert_file,
+        fdot.cert_file,
+        names!("DOT_CERT_FILE", "dot-cert-file", "dot.certFile"),
+    );
+    let dot_key = pick_text(
+        &args.dot_key_file,
+        fdot.key_file,
+        names!("DOT_KEY_FILE", "dot-key-file", "dot.keyFile"),
+    );
+    let dot = match (dot_addr, dot_cert, dot_key) {
+        (None, None, None) => None,
+        (Some(a), Some(c), Some(k)) => {
+            let address = parse::parse_listen_address(&a.value).map_err(|m| ConfigError::new(&a.field, m))?;
+            for p in [&c, &k] {
+                std::fs::metadata(&p.value)
+                    .map_err(|e| ConfigError::new(&p.field, format!("{:?}: {e}", p.value)))?;
+            }
+            Some(DotConfig {
+                address,
+                cert_file: PathBuf::from(c.value),
+                key_file: PathBuf::from(k.value),
+            })
+        }
+        (a, _, _) => {
+            let field = a
+                .map(|a| a.field)
+                .unwrap_or_else(|| "DOT_ADDRESS (--dot-address)".into());
+            return Err(ConfigError::new(
+                field,
+                "DNS-over-TLS needs an address, a certificate file and a key file",
+            ));
+        }
+    };
+
+    let fgeo = f.geoip.clone().unwrap_or_default();
+    let geo_db = pick_text(
+        &args.geoip_database,
+        fgeo.database,
+        names!("GEOIP_DATABASE", "geoip-database", "geoip.database"),
+    );
+    let geo_fields = pick_list(
+        &args.geoip_fields,
+        &fgeo.fields,
+        names!("GEOIP_FIELDS", "geoip-fields", "geoip.fields"),
+    );
+    let fields = match geo_fields {
+        Some(p) if p.value.is_empty() => {
+            return Err(ConfigError::new(&p.field, "at least one field is required"));
+        }
+        Some(p) => {
+            if let Some(bad) = p.value.iter().find(|f| f.split('.').any(str::is_empty)) {
+                return Err(ConfigError::new(&p.field, format!("{bad:?} is not a field path")));
+            }
+            p.value
+        }
+        None => vec!["datacenter".to_string()],
+    };
+    let database = match geo_db {
+        Some(p) => {
+            std::fs::metadata(&p.value)
+                .map_err(|e| ConfigError::new(&p.field, format!("{:?}: {e}", p.value)))?;
+            Some(PathBuf::from(p.value))
+        }
+        None => None,
+    };
+    let geoip = GeoIpConfig { database, fields };
+
+    let grace = ranged_int(
+        &args.shutdown_grace_seconds,
+        f.shutdown_grace_seconds,
+        names!(
+            "SHUTDOWN_GRACE_SECONDS",
+            "shutdown-grace-seconds",
+            "shutdownGraceSeconds"
+        ),
+        10,
+        0..=3600,
+    )?;
+
     let mesh: BTreeSet<&GeoTag> = std::iter::once(&geo_tag).chain(peers.keys()).collect();
     let gslbs = validate_gslbs(&f.gslbs, &zones, &mesh)?;
+    if geoip.database.is_none() && gslbs.iter().any(|g| g.strategy.kind == Kind::GeoIp) {
+        warnings.push(
+            "a Gslb uses the geoip strategy but GEOIP_DATABASE is not set: its answers are not filtered"
+                .into(),
+        );
+    }
 
     Ok(Config {
         peers: peers.into_values().collect(),
@@ -707,6 +894,10 @@ pub fn build(
             format,
             no_color,
         },
+        dns_addresses,
+        dot,
+        geoip,
+        shutdown_grace: Duration::from_secs(grace as u64),
         gslbs,
         config_file: path.map(Path::to_path_buf),
         warnings,
@@ -777,8 +968,22 @@ fn validate_gslbs(
                 format!("{:?} is neither this cluster's geotag nor a peer's", p.as_str()),
             ));
         }
+        let gslb_probe = match &g.probe {
+            Some(p) => Some(validate_probe(p, &format!("{field}.probe"))?),
+            None => None,
+        };
         let mut targets: Vec<TargetConfig> = Vec::new();
         for (j, t) in g.targets.iter().enumerate() {
+            let probe = match &t.probe {
+                Some(p) => Some(validate_probe(p, &format!("{field}.targets[{j}].probe"))?),
+                None => gslb_probe.clone(),
+            };
+            if probe.is_some() && t.healthy.is_some() {
+                return Err(ConfigError::new(
+                    format!("{field}.targets[{j}].healthy"),
+                    "static health and a probe exclude each other",
+                ));
+            }
             let tf = format!("{field}.targets[{j}].address");
             let address: IpAddr = t
                 .address
@@ -791,6 +996,7 @@ fn validate_gslbs(
             targets.push(TargetConfig {
                 address,
                 healthy: t.healthy.unwrap_or(true),
+                probe,
             });
         }
         out.push(GslbConfig {
@@ -803,6 +1009,68 @@ fn validate_gslbs(
         });
     }
     Ok(out)
+}
+
+fn validate_probe(p: &file::FileProbe, field: &str) -> Result<ProbeConfig, ConfigError> {
+    let err = |key: &str, msg: String| ConfigError::new(format!("{field}.{key}"), msg);
+    let port = match p.port {
+        Some(n) if (1..=65535).contains(&n) => n as u16,
+        Some(n) => return Err(err("port", format!("{n} is out of range 1..=65535"))),
+        None => return Err(err("port", "required".into())),
+    };
+    let kind = match p.type_.as_str() {
+        "tcp" => {
+            if p.path.is_some() || p.expect_status.is_some() || p.host.is_some() {
+                return Err(err("type", "path, host and expectStatus need type http".into()));
+            }
+            ProbeKind::Tcp
+        }
+        "http" => {
+            let path = p.path.clone().unwrap_or_else(|| "/".into());
+            if !path.starts_with('/') || path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(err("path", format!("{path:?} is not an absolute URL path")));
+            }
+            let expect_status = match p.expect_status {
+                None => 200,
+                Some(s) if (100..=599).contains(&s) => s as u16,
+                Some(s) => return Err(err("expectStatus", format!("{s} is not an HTTP status"))),
+            };
+            if let Some(h) = &p.host
+                && (h.is_empty() || h.chars().any(|c| c.is_whitespace() || c.is_control()))
+            {
+                return Err(err("host", format!("{h:?} is not a host name")));
+            }
+            ProbeKind::Http {
+                path,
+                host: p.host.clone(),
+                expect_status,
+            }
+        }
+        other => return Err(err("type", format!("{other:?} is not one of tcp, http"))),
+    };
+    let secs = |key: &str, v: Option<f64>, default: f64| -> Result<Duration, ConfigError> {
+        let v = v.unwrap_or(default);
+        if !(0.01..=3600.0).contains(&v) {
+            return Err(err(key, format!("{v} is out of range 0.01..=3600")));
+        }
+        Ok(Duration::from_secs_f64(v))
+    };
+    let interval = secs("intervalSeconds", p.interval_seconds, 1.0)?;
+    let timeout = secs("timeoutSeconds", p.timeout_seconds, 1.0)?;
+    let count = |key: &str, v: Option<i64>, default: i64| -> Result<u32, ConfigError> {
+        match v.unwrap_or(default) {
+            n @ 1..=100 => Ok(n as u32),
+            n => Err(err(key, format!("{n} is out of range 1..=100"))),
+        }
+    };
+    Ok(ProbeConfig {
+        kind,
+        port,
+        interval,
+        timeout,
+        failure_threshold: count("failureThreshold", p.failure_threshold, 3)?,
+        success_threshold: count("successThreshold", p.success_threshold, 1)?,
+    })
 }
 
 #[cfg(test)]

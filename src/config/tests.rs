@@ -238,7 +238,8 @@ fn file_config() {
         c.gslbs[0].targets[1],
         TargetConfig {
             address: "2001:db8::1".parse().unwrap(),
-            healthy: false
+            healthy: false,
+            probe: None
         }
     );
     assert_eq!(c.gslbs[1].hosts, ["fo.cloud.example.com"]);
@@ -336,4 +337,75 @@ fn gslb_mistakes() {
         let e = err(&ConfigArgs::default(), Some(&text));
         assert!(e.contains(needle), "{needle}: {e}");
     }
+}
+
+#[test]
+fn listeners_and_probes() {
+    let c = ok(&args(), None);
+    assert_eq!(c.dns_addresses, vec!["0.0.0.0:5353".parse().unwrap()]);
+    assert!(c.dot.is_none());
+    assert_eq!(c.geoip.fields, ["datacenter"]);
+    assert_eq!(c.shutdown_grace, Duration::from_secs(10));
+    assert!(
+        c.exposed_dns_ips().is_empty(),
+        "unspecified listen address publishes nothing"
+    );
+
+    let mut a = args();
+    a.dns_address = Some("127.0.0.11:5353,[::1]:5353".into());
+    let c = ok(&a, None);
+    assert_eq!(c.exposed_dns_ips().len(), 2);
+    a.cluster_exposed_ips = Some("192.0.2.1".into());
+    assert_eq!(
+        ok(&a, None).exposed_dns_ips(),
+        vec!["192.0.2.1".parse::<IpAddr>().unwrap()]
+    );
+
+    let mut a = args();
+    a.dot_address = Some("127.0.0.1:8853".into());
+    assert!(err(&a, None).contains("needs an address, a certificate file and a key file"));
+    a.dot_cert_file = Some("/nonexistent/cert.pem".into());
+    a.dot_key_file = Some("/nonexistent/key.pem".into());
+    assert!(err(&a, None).starts_with("DOT_CERT_FILE"));
+
+    let base =
+        "clusterGeoTag: eu\ndnsZones: [{parentZone: example.com, loadBalancedZone: cloud.example.com}]\n";
+    let text = format!(
+        "{base}gslbs:\n  - name: a\n    hosts: [a.cloud.example.com]\n    strategy: {{type: roundRobin}}\n    probe: {{type: http, port: 8080, path: /healthz, intervalSeconds: 0.2, failureThreshold: 2}}\n    targets:\n      - address: 127.0.0.21\n      - address: 127.0.0.22\n        probe: {{type: tcp, port: 22}}\n"
+    );
+    let c = ok(&ConfigArgs::default(), Some(&text));
+    let t = &c.gslbs[0].targets;
+    let p0 = t[0].probe.as_ref().expect("inherited probe");
+    assert_eq!(p0.interval, Duration::from_millis(200));
+    assert_eq!(p0.failure_threshold, 2);
+    assert_eq!(p0.success_threshold, 1);
+    assert!(matches!(&p0.kind, ProbeKind::Http { path, expect_status: 200, .. } if path == "/healthz"));
+    assert_eq!(t[1].probe.as_ref().expect("own probe").kind, ProbeKind::Tcp);
+
+    for (probe, needle) in [
+        ("{type: icmp, port: 1}", "probe.type: \"icmp\""),
+        ("{type: tcp}", "probe.port: required"),
+        ("{type: tcp, port: 70000}", "probe.port: 70000"),
+        ("{type: http, port: 80, expectStatus: 999}", "probe.expectStatus"),
+        ("{type: http, port: 80, path: healthz}", "probe.path"),
+        (
+            "{type: http, port: 80, intervalSeconds: 0}",
+            "probe.intervalSeconds",
+        ),
+        (
+            "{type: tcp, port: 80, failureThreshold: 0}",
+            "probe.failureThreshold",
+        ),
+        ("{type: tcp, port: 80, path: /x}", "need type http"),
+    ] {
+        let text = format!(
+            "{base}gslbs: [{{name: a, hosts: [a.cloud.example.com], strategy: {{type: roundRobin}}, probe: {probe}, targets: [{{address: 10.0.0.1}}]}}]\n"
+        );
+        let e = err(&ConfigArgs::default(), Some(&text));
+        assert!(e.contains(needle), "{needle}: {e}");
+    }
+    let text = format!(
+        "{base}gslbs: [{{name: a, hosts: [a.cloud.example.com], strategy: {{type: roundRobin}}, targets: [{{address: 10.0.0.1, healthy: true, probe: {{type: tcp, port: 1}}}}]}}]\n"
+    );
+    assert!(err(&ConfigArgs::default(), Some(&text)).contains("exclude each other"));
 }
