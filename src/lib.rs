@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod dns;
 pub mod geoip;
 pub mod logging;
 pub mod metrics;

@@ -150,7 +150,7 @@ impl Strategy {
 }
 
 /// One address of the final answer and the region it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     pub ip: IpAddr,
     pub region: GeoTag,
