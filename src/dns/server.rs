@@ -1,1 +1,311 @@
-//! DNS listeners (WIP)
+//! The DNS listeners. UDP runs on dedicated threads, one `SO_REUSEPORT`
+//! socket per worker, with blocking receive: the lowest-overhead loop for the
+//! bulk of DNS traffic. TCP and DNS-over-TLS run on tokio, one task per
+//! connection, with idle, read and write timeouts and a connection limit, so
+//! slow or hostile clients cannot pin the listener. Every transport answers
+//! through [`wire::respond`] from the current snapshot; nothing here awaits
+//! while holding a snapshot.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use super::snapshot::Snapshot;
+use super::wire::{self, Outcome, QueryCtx, Scratch, Transport};
+use crate::geoip::SharedGeoDb;
+use crate::metrics::{self, DnsStats, Metrics};
+
+/// What every listener reads.
+#[derive(Clone)]
+pub struct Shared {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub geo: SharedGeoDb,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Timeouts and limits of the stream transports.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Close a connection idle this long between queries (RFC 7766 §6.2.3).
+    pub idle: Duration,
+    /// A started message must arrive completely within this time.
+    pub read: Duration,
+    pub write: Duration,
+    pub handshake: Duration,
+    pub max_connections: usize,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            idle: Duration::from_secs(10),
+            read: Duration::from_secs(5),
+            write: Duration::from_secs(5),
+            handshake: Duration::from_secs(5),
+            max_connections: 1024,
+        }
+    }
+}
+
+fn client_ip(addr: SocketAddr) -> IpAddr {
+    addr.ip().to_canonical()
+}
+
+fn metric_transport(t: Transport) -> metrics::Transport {
+    match t {
+        Transport::Udp => metrics::Transport::Udp,
+        Transport::Tcp => metrics::Transport::Tcp,
+        Transport::Tls => metrics::Transport::Tls,
+    }
+}
+
+/// Answers one message, recording metrics. Returns false when it was dropped.
+fn answer(
+    shared: &Shared,
+    stats: &DnsStats,
+    query: &[u8],
+    ctx: &QueryCtx,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> bool {
+    let start = Instant::now();
+    let snap = shared.snapshot.load();
+    let geo = shared.geo.load();
+    let outcome = wire::respond(&snap, geo.as_deref(), query, ctx, scratch, out);
+    match outcome {
+        Outcome::Reply { qtype, rcode } => {
+            stats.record(metric_transport(ctx.transport), qtype, rcode, start.elapsed());
+            true
+        }
+        Outcome::Drop => {
+            stats.dropped(metric_transport(ctx.transport));
+            false
+        }
+    }
+}
+
+fn udp_socket(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_port(true)?;
+    // a larger receive buffer absorbs bursts; the kernel caps it quietly
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    socket.bind(&addr.into())?;
+    socket.set_read_timeout(Some(Duration::from_millis(200)))?;
+    Ok(socket.into())
+}
+
+/// Binds `workers` UDP sockets on `addr` (all on the same port, even when
+/// `addr` asks for port 0) and returns them with the bound address.
+pub fn bind_udp(addr: SocketAddr, workers: usize) -> io::Result<(Vec<UdpSocket>, SocketAddr)> {
+    let first = udp_socket(addr)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..workers.max(1) {
+        sockets.push(udp_socket(bound)?);
+    }
+    Ok((sockets, bound))
+}
+
+/// Runs one thread per socket until `stop` is set (checked at least every 200 ms).
+pub fn spawn_udp(
+    sockets: Vec<UdpSocket>,
+    shared: Shared,
+    stop: Arc<AtomicBool>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    for (i, sock) in sockets.into_iter().enumerate() {
+        let shared = shared.clone();
+        let stop = stop.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("dns-udp-{i}"))
+            .spawn(move || udp_worker(sock, shared, stop))?;
+        handles.push(handle);
+    }
+    Ok(handles)
+}
+
+fn udp_worker(sock: UdpSocket, shared: Shared, stop: Arc<AtomicBool>) {
+    let stats = shared.metrics.dns_worker();
+    let mut buf = vec![0u8; 65_535];
+    let mut out = Vec::with_capacity(4096);
+    let mut scratch = Scratch::default();
+    while !stop.load(Ordering::Relaxed) {
+        let (n, src) = match sock.recv_from(&mut buf) {
+            Ok(r) => r,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!("udp receive: {e}");
+                continue;
+            }
+        };
+        let ctx = QueryCtx {
+            client: client_ip(src),
+            transport: Transport::Udp,
+        };
+        if answer(&shared, &stats, &buf[..n], &ctx, &mut scratch, &mut out)
+            && let Err(e) = sock.send_to(&out, src)
+        {
+            tracing::debug!(client = %src, "udp send: {e}");
+        }
+    }
+}
+
+/// Binds a TCP listener (used for plain TCP and for DoT).
+pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
+}
+
+/// Serves DNS over TCP until `cancel` fires.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    shared: Shared,
+    limits: StreamLimits,
+    cancel: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    // one recorder for all connections: registering one per connection would grow without bound
+    let stats = shared.metrics.dns_worker();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("tcp accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(client = %peer, "tcp connection limit reached, closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            serve_stream(stream, &stats, peer, Transport::Tcp, &shared, limits, &cancel).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Serves DNS over TLS until `cancel` fires; the configuration is read per
+/// connection, so a reloaded certificate applies to new connections.
+pub async fn serve_tls(
+    listener: TcpListener,
+    config: Arc<ArcSwap<rustls::ServerConfig>>,
+    shared: Shared,
+    limits: StreamLimits,
+    cancel: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let stats = shared.metrics.dns_worker();
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("tls accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(client = %peer, "tls connection limit reached, closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let acceptor = tokio_rustls::TlsAcceptor::from(config.load_full());
+        let shared = shared.clone();
+        let cancel = cancel.clone();
+        let stats = stats.clone();
+        tokio::spawn(async move {
+            match tokio::time::timeout(limits.handshake, acceptor.accept(stream)).await {
+                Ok(Ok(tls)) => {
+                    serve_stream(tls, &stats, peer, Transport::Tls, &shared, limits, &cancel).await
+                }
+                Ok(Err(e)) => tracing::debug!(client = %peer, "tls handshake failed: {e}"),
+                Err(_) => tracing::debug!(client = %peer, "tls handshake timed out"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// RFC 1035 §4.2.2 framing: a two-byte length, then the message; several
+/// queries per connection, answered in order.
+async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    stats: &DnsStats,
+    peer: SocketAddr,
+    transport: Transport,
+    shared: &Shared,
+    limits: StreamLimits,
+    cancel: &CancellationToken,
+) {
+    let ctx = QueryCtx {
+        client: client_ip(peer),
+        transport,
+    };
+    let mut buf = Vec::new();
+    let mut out = Vec::with_capacity(1024);
+    let mut scratch = Scratch::default();
+    loop {
+        let len = tokio::select! {
+            _ = cancel.cancelled() => break,
+            r = tokio::time::timeout(limits.idle, stream.read_u16()) => match r {
+                Ok(Ok(len)) => len as usize,
+                _ => break, // idle, closed or broken
+            },
+        };
+        buf.resize(len, 0);
+        match tokio::time::timeout(limits.read, stream.read_exact(&mut buf)).await {
+            Ok(Ok(_)) => {}
+            _ => break, // a length prefix the client does not honour
+        }
+        if !answer(shared, stats, &buf, &ctx, &mut scratch, &mut out) {
+            break;
+        }
+        let mut framed = Vec::with_capacity(out.len() + 2);
+        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&out);
+        match tokio::time::timeout(limits.write, stream.write_all(&framed)).await {
+            Ok(Ok(())) => {}
+            _ => break,
+        }
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+}

@@ -1,0 +1,298 @@
+//! The engine: the single writer. It owns the configuration and every
+//! target's health, computes each host's answer with the pure core, builds a
+//! zone snapshot and publishes it with one atomic swap. Sources (the config
+//! file, probes, the GeoIP database) only send it events.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, GslbConfig};
+use crate::core::health::{self, Health, ServiceHealth};
+use crate::core::names::{self, GeoTag};
+use crate::core::strategy::{self, Kind};
+use crate::dns::snapshot::{self, GlueInput, HostInput, Snapshot, ZoneInput, ZoneVersion};
+use crate::geoip::SharedGeoDb;
+use crate::metrics::{GslbReport, HostReport, Metrics};
+use crate::probe::{HealthEvent, Prober, TargetKey};
+
+/// Something changed; the engine recomputes after draining what is queued.
+#[derive(Debug)]
+pub enum Event {
+    /// A new, validated configuration (file reload).
+    Config(Box<Config>),
+    /// A probed target's health changed.
+    Health(HealthEvent),
+    /// The GeoIP database was reloaded (target locations may differ).
+    GeoReloaded,
+}
+
+/// Where the engine publishes.
+#[derive(Clone)]
+pub struct Outputs {
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub geo: SharedGeoDb,
+    pub metrics: Arc<Metrics>,
+    /// Set once the first snapshot is published (readiness).
+    pub ready: Arc<AtomicBool>,
+}
+
+/// The computed state for one configuration and health map: pure.
+pub struct Computed {
+    pub zones: Vec<ZoneInput>,
+    pub hosts: Vec<HostInput>,
+    pub glue: Vec<GlueInput>,
+    pub reports: Vec<GslbReport>,
+}
+
+fn gslb_id(g: &GslbConfig) -> String {
+    format!("{}/{}", g.namespace, g.name)
+}
+
+/// Health of each target of a Gslb: the probe's verdict (unhealthy until the
+/// first one arrives) or the static value.
+fn target_health(g: &GslbConfig, health: &HashMap<TargetKey, bool>) -> Vec<(IpAddr, bool)> {
+    let id = gslb_id(g);
+    g.targets
+        .iter()
+        .map(|t| {
+            let ok = match &t.probe {
+                Some(_) => health
+                    .get(&TargetKey {
+                        gslb: id.clone(),
+                        address: t.address,
+                    })
+                    .copied()
+                    .unwrap_or(false),
+                None => t.healthy,
+            };
+            (t.address, ok)
+        })
+        .collect()
+}
+
+/// Computes zones, hosts and glue from the configuration, the probes' view
+/// and what each peer published (`peers`: host → geotag → targets).
+pub fn compute(
+    cfg: &Config,
+    health: &HashMap<TargetKey, bool>,
+    peers: &HashMap<String, BTreeMap<GeoTag, Vec<IpAddr>>>,
+) -> Computed {
+    let mesh: Vec<&GeoTag> = std::iter::once(&cfg.geo_tag)
+        .chain(cfg.peers.iter().map(|p| &p.geo_tag))
+        .collect();
+    let mut zones = Vec::new();
+    let mut glue = Vec::new();
+    let own_ips = cfg.exposed_dns_ips();
+    for z in &cfg.zones {
+        let mut ns_names: Vec<String> = mesh.iter().map(|t| cfg.ns_name(t, z)).collect();
+        ns_names.sort();
+        let mname = cfg.ns_name(&cfg.geo_tag, z);
+        if !own_ips.is_empty() {
+            glue.push(GlueInput {
+                name: mname.clone(),
+                ips: own_ips.clone(),
+                ttl: cfg.ns_record_ttl,
+            });
+        }
+        for p in &cfg.peers {
+            if let Some(addr) = p.address {
+                glue.push(GlueInput {
+                    name: cfg.ns_name(&p.geo_tag, z),
+                    ips: vec![addr.ip()],
+                    ttl: cfg.ns_record_ttl,
+                });
+            }
+        }
+        zones.push(ZoneInput {
+            name: z.name.clone(),
+            mname,
+            ns_names,
+            ns_ttl: cfg.ns_record_ttl,
+            neg_ttl: z.neg_ttl,
+        });
+    }
+
+    let no_peers = BTreeMap::new();
+    let mut hosts = Vec::new();
+    let mut reports = Vec::new();
+    for g in &cfg.gslbs {
+        let targets = target_health(g, health);
+        let services: Vec<ServiceHealth> = targets
+            .iter()
+            .map(|(_, ok)| {
+                if *ok {
+                    ServiceHealth::Healthy
+                } else {
+                    ServiceHealth::Unhealthy
+                }
+            })
+            .collect();
+        let host_health = health::combine(g.policy, &services);
+        let local: Vec<IpAddr> = targets.iter().filter(|(_, ok)| *ok).map(|(ip, _)| *ip).collect();
+        let mut host_reports = Vec::new();
+        for host in &g.hosts {
+            let peer_targets = peers.get(host).unwrap_or(&no_peers);
+            let answer = strategy::answer(&g.strategy, &cfg.geo_tag, host_health, &local, peer_targets);
+            host_reports.push(HostReport {
+                host: host.clone(),
+                health: host_health,
+                answer: answer.ips().collect(),
+                local_targets: answer.local_targets.clone(),
+            });
+            let localtargets =
+                names::localtargets_name(host).unwrap_or_else(|_| format!("localtargets-{host}"));
+            hosts.push(HostInput {
+                host: host.clone(),
+                localtargets,
+                answer,
+            });
+        }
+        reports.push(GslbReport {
+            namespace: g.namespace.clone(),
+            name: g.name.clone(),
+            strategy: g.strategy.kind,
+            is_primary: g.strategy.kind == Kind::Failover
+                && g.strategy.primary.as_ref() == Some(&cfg.geo_tag),
+            hosts: host_reports,
+        });
+    }
+    Computed {
+        zones,
+        hosts,
+        glue,
+        reports,
+    }
+}
+
+/// The single writer.
+pub struct Engine {
+    cfg: Config,
+    health: HashMap<TargetKey, bool>,
+    peers: HashMap<String, BTreeMap<GeoTag, Vec<IpAddr>>>,
+    versions: BTreeMap<String, ZoneVersion>,
+    generation: u64,
+    out: Outputs,
+    prober: Prober,
+}
+
+impl Engine {
+    pub fn new(cfg: Config, out: Outputs, prober: Prober) -> Engine {
+        let mut e = Engine {
+            cfg,
+            health: HashMap::new(),
+            peers: HashMap::new(),
+            versions: BTreeMap::new(),
+            generation: 0,
+            out,
+            prober,
+        };
+        e.reconcile_probes();
+        e
+    }
+
+    fn reconcile_probes(&mut self) {
+        let mut wanted = Vec::new();
+        for g in &self.cfg.gslbs {
+            for t in &g.targets {
+                if let Some(p) = &t.probe {
+                    wanted.push((
+                        TargetKey {
+                            gslb: gslb_id(g),
+                            address: t.address,
+                        },
+                        p.clone(),
+                    ));
+                }
+            }
+        }
+        self.health.retain(|k, _| wanted.iter().any(|(w, _)| w == k));
+        self.prober.reconcile(&wanted);
+    }
+
+    fn apply(&mut self, ev: Event) {
+        match ev {
+            Event::Config(cfg) => {
+                self.cfg = *cfg;
+                self.reconcile_probes();
+                tracing::info!(gslbs = self.cfg.gslbs.len(), "configuration applied");
+            }
+            Event::Health(h) => {
+                tracing::info!(gslb = %h.key.gslb, target = %h.key.address, healthy = h.healthy, "target health changed");
+                self.health.insert(h.key, h.healthy);
+            }
+            Event::GeoReloaded => {}
+        }
+    }
+
+    /// Computes and publishes a new snapshot.
+    pub fn publish(&mut self) {
+        let c = compute(&self.cfg, &self.health, &self.peers);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        self.generation += 1;
+        let geo = self.out.geo.load();
+        let (snap, versions) = snapshot::build(
+            self.generation,
+            &c.zones,
+            &c.hosts,
+            &c.glue,
+            geo.as_deref(),
+            &self.versions,
+            now,
+        );
+        for (zone, v) in &versions {
+            if self.versions.get(zone).map(|p| p.serial) != Some(v.serial) {
+                tracing::debug!(zone, serial = v.serial, "zone serial");
+            }
+            self.out.metrics.zone_serial(zone, v.serial);
+        }
+        self.versions = versions;
+        self.out.snapshot.store(Arc::new(snap));
+        self.out.metrics.report_gslbs(&c.reports);
+        self.out.ready.store(true, Ordering::Release);
+    }
+
+    /// Publishes once, then recomputes on every batch of events until `cancel`.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Event>, cancel: CancellationToken) {
+        self.publish();
+        loop {
+            let ev = tokio::select! {
+                _ = cancel.cancelled() => break,
+                ev = rx.recv() => match ev {
+                    Some(ev) => ev,
+                    None => break,
+                },
+            };
+            self.apply(ev);
+            while let Ok(ev) = rx.try_recv() {
+                self.apply(ev);
+            }
+            self.publish();
+        }
+        tracing::debug!("engine stopped");
+    }
+}
+
+/// Health of a host for tests and reports.
+pub fn host_health(g: &GslbConfig, health: &HashMap<TargetKey, bool>) -> Health {
+    let services: Vec<ServiceHealth> = target_health(g, health)
+        .iter()
+        .map(|(_, ok)| {
+            if *ok {
+                ServiceHealth::Healthy
+            } else {
+                ServiceHealth::Unhealthy
+            }
+        })
+        .collect();
+    health::combine(g.policy, &services)
+}

@@ -1,0 +1,336 @@
+//! `k8gb run`: wires the engine, the sources and the listeners together and
+//! runs until SIGTERM or SIGINT, then stops every task within the grace period.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::{ArcSwap, ArcSwapOption};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigArgs};
+use crate::dns::server::{self, Shared, StreamLimits};
+use crate::dns::snapshot::Snapshot;
+use crate::dns::tls;
+use crate::engine::{Engine, Event, Outputs};
+use crate::filewatch::FileStamp;
+use crate::geoip::{self, SharedGeoDb};
+use crate::metrics::Metrics;
+use crate::probe::Prober;
+
+/// A start-up failure: one line for the operator, and the exit code.
+#[derive(Debug)]
+pub struct StartError {
+    pub message: String,
+    pub code: u8,
+}
+
+fn start_err(code: u8, message: impl Into<String>) -> StartError {
+    StartError {
+        message: message.into(),
+        code,
+    }
+}
+
+/// How often reloadable files are checked for changes.
+const POLL: Duration = Duration::from_secs(1);
+
+/// The addresses actually bound (useful when a port was 0).
+#[derive(Debug, Clone)]
+pub struct Bound {
+    pub dns: Vec<SocketAddr>,
+    pub dot: Option<SocketAddr>,
+    pub admin: SocketAddr,
+}
+
+/// Runs the server with the configuration from `args` until a signal.
+pub fn run(args: ConfigArgs) -> Result<(), StartError> {
+    let cfg = config::load(&args).map_err(|e| start_err(2, e.to_string()))?;
+    crate::logging::init(&cfg.log);
+    crate::logging::startup("run", &cfg);
+    if cfg.config_file.is_none() {
+        return Err(start_err(
+            2,
+            "K8GB_CONFIG (--config): required for now; the Kubernetes controller is not built yet, so `run` serves a config file (standalone mode)",
+        ));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("k8gb")
+        .build()
+        .map_err(|e| start_err(1, format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(serve(args, cfg))
+}
+
+async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
+    let cancel = CancellationToken::new();
+    let metrics = Metrics::new(cfg.geo_tag.as_str(), &cfg.pod_namespace);
+
+    // GeoIP: a configured database must open now
+    let geo: SharedGeoDb = Arc::new(ArcSwapOption::empty());
+    if let Some(path) = &cfg.geoip.database {
+        geoip::load_into(&geo, path, &cfg.geoip.fields)
+            .map_err(|e| start_err(1, format!("GEOIP_DATABASE: {e}")))?;
+    }
+    // DoT: the certificate must load now
+    let tls_config = match &cfg.dot {
+        Some(d) => Some(Arc::new(ArcSwap::new(
+            tls::load_server_config(&d.cert_file, &d.key_file)
+                .map_err(|e| start_err(1, format!("DoT: {e}")))?,
+        ))),
+        None => None,
+    };
+
+    let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+    let ready = Arc::new(AtomicBool::new(false));
+    let shared = Shared {
+        snapshot: snapshot.clone(),
+        geo: geo.clone(),
+        metrics: metrics.clone(),
+    };
+
+    // bind everything before starting anything, so a taken port fails fast
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let mut udp = Vec::new();
+    let mut tcp = Vec::new();
+    let mut bound = Bound {
+        dns: Vec::new(),
+        dot: None,
+        admin: cfg.metrics_address,
+    };
+    for addr in &cfg.dns_addresses {
+        let (sockets, b) = server::bind_udp(*addr, workers)
+            .map_err(|e| start_err(1, format!("DNS_ADDRESS: cannot bind UDP {addr}: {e}")))?;
+        let listener = server::bind_tcp(b)
+            .map_err(|e| start_err(1, format!("DNS_ADDRESS: cannot bind TCP {b}: {e}")))?;
+        udp.extend(sockets);
+        tcp.push(tokio::net::TcpListener::from_std(listener).map_err(|e| start_err(1, e.to_string()))?);
+        bound.dns.push(b);
+    }
+    let dot_listener = match &cfg.dot {
+        Some(d) => {
+            let l = server::bind_tcp(d.address)
+                .map_err(|e| start_err(1, format!("DOT_ADDRESS: cannot bind {}: {e}", d.address)))?;
+            bound.dot = l.local_addr().ok();
+            Some(tokio::net::TcpListener::from_std(l).map_err(|e| start_err(1, e.to_string()))?)
+        }
+        None => None,
+    };
+    let admin = tokio::net::TcpListener::bind(cfg.metrics_address)
+        .await
+        .map_err(|e| {
+            start_err(
+                1,
+                format!("METRICS_ADDRESS: cannot bind {}: {e}", cfg.metrics_address),
+            )
+        })?;
+    bound.admin = admin.local_addr().unwrap_or(cfg.metrics_address);
+    tracing::info!(dns = ?bound.dns, dot = ?bound.dot, admin = %bound.admin, "listening");
+
+    // the engine and its sources
+    let (tx, rx) = mpsc::channel::<Event>(1024);
+    let (health_tx, mut health_rx) = mpsc::channel(1024);
+    let prober = Prober::new(health_tx, cancel.child_token());
+    let engine = Engine::new(
+        cfg.clone(),
+        Outputs {
+            snapshot,
+            geo: geo.clone(),
+            metrics: metrics.clone(),
+            ready: ready.clone(),
+        },
+        prober,
+    );
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(engine.run(rx, cancel.clone()));
+    {
+        let tx = tx.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            loop {
+                let ev = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    ev = health_rx.recv() => ev,
+                };
+                let Some(ev) = ev else { return };
+                if tx.send(Event::Health(ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    if let Some(path) = cfg.config_file.clone() {
+        tasks.spawn(watch_config(
+            args,
+            path,
+            cfg.clone(),
+            tx.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
+    }
+    if let Some(path) = cfg.geoip.database.clone() {
+        let (geo_tx, mut geo_rx) = mpsc::channel(4);
+        tasks.spawn(geoip::watch(
+            path,
+            cfg.geoip.fields.clone(),
+            geo.clone(),
+            geo_tx,
+            cancel.clone(),
+        ));
+        let tx = tx.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            loop {
+                let got = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    got = geo_rx.recv() => got,
+                };
+                if got.is_none() || tx.send(Event::GeoReloaded).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let limits = StreamLimits::default();
+    for l in tcp {
+        tasks.spawn(server::serve_tcp(l, shared.clone(), limits, cancel.clone()));
+    }
+    if let (Some(l), Some(tc), Some(d)) = (dot_listener, tls_config, &cfg.dot) {
+        tasks.spawn(tls::watch(
+            d.cert_file.clone(),
+            d.key_file.clone(),
+            tc.clone(),
+            POLL,
+            cancel.clone(),
+        ));
+        tasks.spawn(server::serve_tls(l, tc, shared.clone(), limits, cancel.clone()));
+    }
+    {
+        let metrics = metrics.clone();
+        let ready = ready.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = crate::admin::serve(admin, metrics, ready, cancel).await {
+                tracing::error!("admin server stopped: {e}");
+            }
+        });
+    }
+    let stop_udp = Arc::new(AtomicBool::new(false));
+    let udp_threads = server::spawn_udp(udp, shared, stop_udp.clone())
+        .map_err(|e| start_err(1, format!("cannot start UDP workers: {e}")))?;
+    drop(tx);
+
+    wait_for_signal().await;
+    tracing::info!(grace = ?cfg.shutdown_grace, "shutting down");
+    ready.store(false, Ordering::Release);
+    cancel.cancel();
+    stop_udp.store(true, Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + cfg.shutdown_grace;
+    while !tasks.is_empty() {
+        match tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(
+                    remaining = tasks.len(),
+                    "grace period over, aborting the remaining tasks"
+                );
+                tasks.abort_all();
+                break;
+            }
+        }
+    }
+    let udp_join = tokio::task::spawn_blocking(move || {
+        for t in udp_threads {
+            let _ = t.join();
+        }
+    });
+    let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), udp_join).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// Settings that only apply at start-up.
+fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.dns_addresses != new.dns_addresses {
+        out.push("dnsAddress");
+    }
+    if old.dot != new.dot {
+        out.push("dot");
+    }
+    if old.metrics_address != new.metrics_address {
+        out.push("metricsAddress");
+    }
+    if old.log != new.log {
+        out.push("log");
+    }
+    if old.geoip != new.geoip {
+        out.push("geoip");
+    }
+    out
+}
+
+/// Re-reads the config file when it changes; a broken edit is logged and the
+/// last good configuration keeps serving.
+async fn watch_config(
+    args: ConfigArgs,
+    path: PathBuf,
+    mut current: Config,
+    tx: mpsc::Sender<Event>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) {
+    let mut last = FileStamp::of(&path);
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = FileStamp::of(&path);
+        if now == last {
+            continue;
+        }
+        last = now;
+        match config::load(&args) {
+            Ok(cfg) => {
+                let ignored = restart_only_changes(&current, &cfg);
+                if !ignored.is_empty() {
+                    tracing::warn!(settings = ?ignored, "changed settings take effect only after a restart");
+                }
+                for w in &cfg.warnings {
+                    tracing::warn!("{w}");
+                }
+                metrics.config_reload(true);
+                tracing::info!(file = %path.display(), "config file reloaded");
+                current = cfg.clone();
+                if tx.send(Event::Config(Box::new(cfg))).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                metrics.config_reload(false);
+                tracing::error!("config reload rejected, keeping the last good configuration: {e}");
+            }
+        }
+    }
+}
