@@ -5,8 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests run (command → package). Empty until a test needs one.
-declare -A APT=()
+# Debian packages the tests run (command → package).
+declare -A APT=([dig]=bind9-dnsutils [kdig]=knot-dnsutils)
 # PyPI packages the tests import (module → package).
 declare -A PIP=()
 

@@ -128,7 +128,13 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             )
         })?;
     bound.admin = admin.local_addr().unwrap_or(cfg.metrics_address);
-    tracing::info!(dns = ?bound.dns, dot = ?bound.dot, admin = %bound.admin, "listening");
+    let list = |v: &[SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    tracing::info!(
+        dns = %list(&bound.dns),
+        dot = %bound.dot.map(|a| a.to_string()).unwrap_or_default(),
+        admin = %bound.admin,
+        "listening"
+    );
 
     // the engine and its sources
     let (tx, rx) = mpsc::channel::<Event>(1024);

@@ -1,0 +1,183 @@
+//! Shared helpers for tests that run the built `k8gb` binary.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `k8gb run` process; killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub dns: SocketAddr,
+    pub dot: Option<SocketAddr>,
+    pub admin: SocketAddr,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub config: PathBuf,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Waits (bounded) until a log line contains `needle`.
+    pub fn wait_log(&self, needle: &str, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if self.logs.lock().unwrap().iter().any(|l| l.contains(needle)) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    /// Rewrites the config file (a new inode, as editors and ConfigMaps do).
+    pub fn write_config(&self, text: &str) {
+        let tmp = self.config.with_extension("new");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &self.config).unwrap();
+    }
+}
+
+/// Starts `k8gb run` with `config` written to a temp file; waits for the
+/// "listening" log line (bounded) and returns the bound addresses.
+pub fn start(config: &str) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("k8gb.yaml");
+    std::fs::write(&path, config).unwrap();
+    start_at(&path, Some(dir))
+}
+
+pub fn start_at(path: &Path, dir: Option<tempfile::TempDir>) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_k8gb"))
+        .env_clear()
+        .env("LOG_FORMAT", "json")
+        .env("LOG_LEVEL", "debug")
+        .args(["run", "--config", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start k8gb");
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    for reader in [
+        Box::new(stdout) as Box<dyn std::io::Read + Send>,
+        Box::new(stderr),
+    ] {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let listening = logs
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| l.contains("\"listening\""))
+            .cloned();
+        if let Some(line) = listening {
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+            let f = &v["fields"];
+            let dns = f["dns"]
+                .as_str()
+                .unwrap()
+                .split(',')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let dot = f["dot"]
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().unwrap());
+            let admin = f["admin"].as_str().unwrap().parse().unwrap();
+            return Server {
+                child,
+                dns,
+                dot,
+                admin,
+                logs,
+                config: path.to_path_buf(),
+                _dir: dir,
+            };
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("k8gb exited with {status}: {}", logs.lock().unwrap().join("\n"));
+        }
+        assert!(
+            Instant::now() < deadline,
+            "k8gb did not start: {}",
+            logs.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Fails with an install hint when a command-line tool is missing.
+pub fn require(tool: &str, package: &str) {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    assert!(
+        found,
+        "`{tool}` is required: run `bash scripts/test.sh` or `apt-get install {package}`"
+    );
+}
+
+/// Runs dig against `server` and returns stdout.
+pub fn dig(server: SocketAddr, args: &[&str]) -> String {
+    require("dig", "bind9-dnsutils");
+    let out = Command::new("dig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+time=2", "+tries=1"])
+        .args(args)
+        .output()
+        .expect("run dig");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `dig +short` lines, sorted.
+pub fn dig_short(server: SocketAddr, args: &[&str]) -> Vec<String> {
+    let mut a = vec!["+short"];
+    a.extend_from_slice(args);
+    let mut lines: Vec<String> = dig(server, &a)
+        .lines()
+        .map(str::to_string)
+        .filter(|l| !l.is_empty())
+        .collect();
+    lines.sort();
+    lines
+}
+
+/// Retries `f` until it returns true or the deadline passes.
+pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if f() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
