@@ -181,3 +181,50 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// A private CA and a leaf certificate for `dns.example.test` and
+/// 127.0.0.1, written as PEM files into `dir` with the given file prefix.
+/// Returns (ca, cert, key) paths.
+pub fn make_certs(dir: &Path, prefix: &str) -> (PathBuf, PathBuf, PathBuf) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, format!("k8gb test CA {prefix}"));
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let mut leaf = CertificateParams::new(vec!["dns.example.test".to_string()]).unwrap();
+    leaf.subject_alt_names
+        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let leaf_key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&leaf_key, &ca).unwrap();
+    let paths = (
+        dir.join(format!("{prefix}-ca.pem")),
+        dir.join(format!("{prefix}-cert.pem")),
+        dir.join(format!("{prefix}-key.pem")),
+    );
+    std::fs::write(&paths.0, ca.pem()).unwrap();
+    std::fs::write(&paths.1, cert.pem()).unwrap();
+    std::fs::write(&paths.2, leaf_key.serialize_pem()).unwrap();
+    paths
+}
+
+/// Runs kdig over DoT against `server`, trusting `ca`; returns (success, stdout+stderr).
+pub fn kdig_tls(server: SocketAddr, ca: &Path, hostname: &str, args: &[&str]) -> (bool, String) {
+    require("kdig", "knot-dnsutils");
+    let out = Command::new("kdig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string()])
+        .arg(format!("+tls-ca={}", ca.display()))
+        .arg(format!("+tls-hostname={hostname}"))
+        .args(["+time=2", "+retry=0"])
+        .args(args)
+        .output()
+        .expect("run kdig");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success() && !text.contains("failed"), text)
+}
