@@ -4,5 +4,6 @@
 
 pub mod server;
 pub mod snapshot;
+pub mod testing;
 pub mod tls;
 pub mod wire;
