@@ -194,6 +194,8 @@ impl Engine {
             prober,
         };
         e.reconcile_probes();
+        // publish before any listener starts, so no query sees an empty snapshot
+        e.publish();
         e
     }
 
@@ -261,9 +263,9 @@ impl Engine {
         self.out.ready.store(true, Ordering::Release);
     }
 
-    /// Publishes once, then recomputes on every batch of events until `cancel`.
+    /// Recomputes on every batch of events until `cancel` (the first
+    /// snapshot was published by [`Engine::new`]).
     pub async fn run(mut self, mut rx: mpsc::Receiver<Event>, cancel: CancellationToken) {
-        self.publish();
         loop {
             let ev = tokio::select! {
                 _ = cancel.cancelled() => break,

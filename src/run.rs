@@ -128,13 +128,6 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             )
         })?;
     bound.admin = admin.local_addr().unwrap_or(cfg.metrics_address);
-    let list = |v: &[SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
-    tracing::info!(
-        dns = %list(&bound.dns),
-        dot = %bound.dot.map(|a| a.to_string()).unwrap_or_default(),
-        admin = %bound.admin,
-        "listening"
-    );
 
     // the engine and its sources
     let (tx, rx) = mpsc::channel::<Event>(1024);
@@ -229,6 +222,13 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
     let udp_threads = server::spawn_udp(udp, shared, stop_udp.clone())
         .map_err(|e| start_err(1, format!("cannot start UDP workers: {e}")))?;
     drop(tx);
+    let list = |v: &[SocketAddr]| v.iter().map(|a| a.to_string()).collect::<Vec<_>>().join(",");
+    tracing::info!(
+        dns = %list(&bound.dns),
+        dot = %bound.dot.map(|a| a.to_string()).unwrap_or_default(),
+        admin = %bound.admin,
+        "listening"
+    );
 
     wait_for_signal().await;
     tracing::info!(grace = ?cfg.shutdown_grace, "shutting down");

@@ -321,3 +321,43 @@ fn sigterm_stops_within_the_grace_period() {
     assert!(status.unwrap().success(), "{}", s.log_text());
     assert!(s.log_text().contains("\"stopped\""), "{}", s.log_text());
 }
+
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect(addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        t,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = t.read_to_string(&mut out);
+    out
+}
+
+#[test]
+fn admin_endpoints_report_health_readiness_and_metrics() {
+    let s = start(&config(""));
+    assert!(http_get(s.admin, "/healthz").starts_with("HTTP/1.1 200"));
+    assert!(
+        http_get(s.admin, "/readyz").starts_with("HTTP/1.1 200"),
+        "ready after the first snapshot"
+    );
+    dig(s.dns, &["app.cloud.example.com", "A"]);
+    dig(s.dns, &["+tcp", "nope.cloud.example.com", "A"]);
+    let m = http_get(s.admin, "/metrics");
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    for needle in [
+        "k8gb_runtime_info{",
+        "k8gb_gslb_healthy_records{namespace=\"default\",name=\"app\"} 4",
+        "k8gb_gslb_service_status_num{namespace=\"default\",name=\"down\",status=\"Unhealthy\"} 1",
+        "k8gb_endpoint_status_num{namespace=\"default\",name=\"app\",dns_name=\"localtargets-app.cloud.example.com\"} 4",
+        "k8gb_dns_queries_total{transport=\"udp\",qtype=\"A\",rcode=\"NOERROR\"}",
+        "k8gb_dns_queries_total{transport=\"tcp\",qtype=\"A\",rcode=\"NXDOMAIN\"} 1",
+        "k8gb_dns_query_duration_seconds_bucket{le=\"+Inf\",transport=\"udp\"} 1",
+        "k8gb_zone_serial{zone=\"cloud.example.com\"}",
+    ] {
+        assert!(m.contains(needle), "{needle} missing in:\n{m}");
+    }
+}

@@ -10,7 +10,13 @@ use crate::core::health::Health;
 use crate::core::names::GeoTag;
 use crate::core::strategy::{self, Strategy, StrategySpec};
 
-fn host(name: &str, kind: &str, weights: &[(&str, i64)], local: &[IpAddr], peer: &[IpAddr]) -> Option<HostInput> {
+fn host(
+    name: &str,
+    kind: &str,
+    weights: &[(&str, i64)],
+    local: &[IpAddr],
+    peer: &[IpAddr],
+) -> Option<HostInput> {
     let w: BTreeMap<String, i64> = weights.iter().map(|(k, v)| (k.to_string(), *v)).collect();
     let primary = (kind == "failover").then_some("eu");
     let s = Strategy::validate(StrategySpec {
@@ -36,8 +42,20 @@ pub fn sample_snapshot() -> Snapshot {
     let v6 = |a: u16| IpAddr::from([0x2001, 0xdb8, 0, 0, 0, 0, 0, a]);
     let big: Vec<IpAddr> = (1..=80).map(|i| v4(9, i)).collect();
     let hosts: Vec<HostInput> = [
-        host("app.cloud.example.com", "roundRobin", &[], &[v4(0, 1), v4(0, 2), v6(1)], &[v4(1, 1)]),
-        host("w.cloud.example.com", "roundRobin", &[("eu", 70), ("us", 30)], &[v4(0, 3)], &[v4(1, 3)]),
+        host(
+            "app.cloud.example.com",
+            "roundRobin",
+            &[],
+            &[v4(0, 1), v4(0, 2), v6(1)],
+            &[v4(1, 1)],
+        ),
+        host(
+            "w.cloud.example.com",
+            "roundRobin",
+            &[("eu", 70), ("us", 30)],
+            &[v4(0, 3)],
+            &[v4(1, 3)],
+        ),
         host("geo.cloud.example.com", "geoip", &[], &[v4(0, 4)], &[v4(1, 4)]),
         host("fo.cloud.example.com", "failover", &[], &[v4(0, 5)], &[v4(1, 5)]),
         host("a.b.c.cloud.example.com", "roundRobin", &[], &[v6(2)], &[]),
@@ -49,7 +67,10 @@ pub fn sample_snapshot() -> Snapshot {
     let zones = vec![ZoneInput {
         name: "cloud.example.com".into(),
         mname: "gslb-ns-eu-cloud.example.com".into(),
-        ns_names: vec!["gslb-ns-eu-cloud.example.com".into(), "gslb-ns-us-cloud.example.com".into()],
+        ns_names: vec![
+            "gslb-ns-eu-cloud.example.com".into(),
+            "gslb-ns-us-cloud.example.com".into(),
+        ],
         ns_ttl: 30,
         neg_ttl: 30,
     }];
