@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 # Debian packages the tests run (command → package).
 declare -A APT=([dig]=bind9-dnsutils [kdig]=knot-dnsutils)
 # PyPI packages the tests import (module → package).
-declare -A PIP=()
+declare -A PIP=( [mmdb_writer]=mmdb-writer )
 
 missing_apt=()
 for cmd in "${!APT[@]}"; do
