@@ -228,3 +228,20 @@ pub fn kdig_tls(server: SocketAddr, ca: &Path, hostname: &str, args: &[&str]) ->
     );
     (out.status.success() && !text.contains("failed"), text)
 }
+
+/// Writes a MaxMind-format database with `tests/support/make_mmdb.py`
+/// (PyPI `mmdb-writer`); fails with an install hint when it is missing.
+pub fn make_mmdb(path: &Path, spec: &serde_json::Value) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/make_mmdb.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .arg(path)
+        .arg(spec.to_string())
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "building the test database failed (run `pip install mmdb-writer` or `bash scripts/test.sh`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
