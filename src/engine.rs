@@ -20,6 +20,7 @@ use crate::core::strategy::{self, Kind};
 use crate::dns::snapshot::{self, GlueInput, HostInput, Snapshot, ZoneInput, ZoneVersion};
 use crate::geoip::SharedGeoDb;
 use crate::metrics::{GslbReport, HostReport, Metrics};
+use crate::peer::PeerUpdate;
 use crate::probe::{HealthEvent, Prober, TargetKey};
 
 /// Something changed; the engine recomputes after draining what is queued.
@@ -31,6 +32,8 @@ pub enum Event {
     Health(HealthEvent),
     /// The GeoIP database was reloaded (target locations may differ).
     GeoReloaded,
+    /// What a peer publishes changed, or it left the answers.
+    Peer(PeerUpdate),
 }
 
 /// Where the engine publishes.
@@ -175,7 +178,11 @@ pub fn compute(
 pub struct Engine {
     cfg: Config,
     health: HashMap<TargetKey, bool>,
-    peers: HashMap<String, BTreeMap<GeoTag, Vec<IpAddr>>>,
+    peer_views: BTreeMap<GeoTag, PeerUpdate>,
+    /// Zones whose local targets changed go here (outgoing NOTIFY).
+    notify_out: Option<mpsc::Sender<Vec<String>>>,
+    /// Fingerprint of each zone's local targets at the last publish.
+    local_fingerprints: BTreeMap<String, u64>,
     versions: BTreeMap<String, ZoneVersion>,
     generation: u64,
     out: Outputs,
@@ -183,11 +190,18 @@ pub struct Engine {
 }
 
 impl Engine {
-    pub fn new(cfg: Config, out: Outputs, prober: Prober) -> Engine {
+    pub fn new(
+        cfg: Config,
+        out: Outputs,
+        prober: Prober,
+        notify_out: Option<mpsc::Sender<Vec<String>>>,
+    ) -> Engine {
         let mut e = Engine {
             cfg,
             health: HashMap::new(),
-            peers: HashMap::new(),
+            peer_views: BTreeMap::new(),
+            notify_out,
+            local_fingerprints: BTreeMap::new(),
             versions: BTreeMap::new(),
             generation: 0,
             out,
@@ -230,12 +244,62 @@ impl Engine {
                 self.health.insert(h.key, h.healthy);
             }
             Event::GeoReloaded => {}
+            Event::Peer(update) => {
+                tracing::debug!(peer = %update.geo_tag, up = update.up, hosts = update.targets.len(), "peer update");
+                self.peer_views.insert(update.geo_tag.clone(), update);
+            }
         }
     }
 
     /// Computes and publishes a new snapshot.
+    /// host → geotag → targets, from the peers that are up and configured.
+    fn peer_targets(&self) -> HashMap<String, BTreeMap<GeoTag, Vec<IpAddr>>> {
+        let mut out: HashMap<String, BTreeMap<GeoTag, Vec<IpAddr>>> = HashMap::new();
+        for view in self.peer_views.values() {
+            if !view.up || !self.cfg.peers.iter().any(|p| p.geo_tag == view.geo_tag) {
+                continue;
+            }
+            for (host, ips) in &view.targets {
+                out.entry(host.clone())
+                    .or_default()
+                    .insert(view.geo_tag.clone(), ips.clone());
+            }
+        }
+        out
+    }
+
+    /// Sends the zones whose local targets changed to the notifier.
+    fn notify_changes(&mut self, c: &Computed) {
+        use std::hash::{Hash, Hasher};
+        let mut fps: BTreeMap<String, std::collections::hash_map::DefaultHasher> = self
+            .cfg
+            .zones
+            .iter()
+            .map(|z| (z.name.clone(), Default::default()))
+            .collect();
+        for h in &c.hosts {
+            let zone = names::best_zone(&h.host, self.cfg.zones.iter().map(|z| z.name.as_str()));
+            if let Some(hasher) = zone.and_then(|z| fps.get_mut(z)) {
+                (&h.host, &h.answer.local_targets).hash(hasher);
+            }
+        }
+        let fps: BTreeMap<String, u64> = fps.into_iter().map(|(z, h)| (z, h.finish())).collect();
+        let changed: Vec<String> = fps
+            .iter()
+            .filter(|(z, fp)| self.local_fingerprints.get(*z) != Some(fp))
+            .map(|(z, _)| z.clone())
+            .collect();
+        self.local_fingerprints = fps;
+        if !changed.is_empty()
+            && let Some(tx) = &self.notify_out
+        {
+            let _ = tx.try_send(changed);
+        }
+    }
+
     pub fn publish(&mut self) {
-        let c = compute(&self.cfg, &self.health, &self.peers);
+        let peers = self.peer_targets();
+        let c = compute(&self.cfg, &self.health, &peers);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
@@ -261,6 +325,7 @@ impl Engine {
         self.out.snapshot.store(Arc::new(snap));
         self.out.metrics.report_gslbs(&c.reports);
         self.out.ready.store(true, Ordering::Release);
+        self.notify_changes(&c);
     }
 
     /// Recomputes on every batch of events until `cancel` (the first

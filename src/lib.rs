@@ -12,5 +12,6 @@ pub mod filewatch;
 pub mod geoip;
 pub mod logging;
 pub mod metrics;
+pub mod peer;
 pub mod probe;
 pub mod run;

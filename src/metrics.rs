@@ -360,6 +360,10 @@ pub struct Metrics {
     loops: Family<L2, Counter>,
     config_reloads: Family<L1, Counter>,
     zone_serial: Family<L1, Gauge>,
+    peer_up: Family<L1, Gauge>,
+    peer_syncs: Family<[(&'static str, String); 2], Counter>,
+    notify_received: Family<L1, Counter>,
+    notify_sent: Family<L1, Counter>,
     workers: Workers,
     /// Held while the Gslb gauges are replaced and while encoding, so a
     /// scrape never sees a half-applied report.
@@ -396,6 +400,10 @@ impl Metrics {
             loops: Family::default(),
             config_reloads: Family::default(),
             zone_serial: Family::default(),
+            peer_up: Family::default(),
+            peer_syncs: Family::default(),
+            notify_received: Family::default(),
+            notify_sent: Family::default(),
             workers: Arc::default(),
             report: Mutex::new(()),
         };
@@ -457,6 +465,26 @@ impl Metrics {
             "SOA serial of each served zone",
             m.zone_serial.clone(),
         );
+        registry.register(
+            "k8gb_peer_up",
+            "Whether a peer answers (1) or left the answers (0)",
+            m.peer_up.clone(),
+        );
+        registry.register(
+            "k8gb_peer_syncs",
+            "Full queries of a peer's localtargets, by result",
+            m.peer_syncs.clone(),
+        );
+        registry.register(
+            "k8gb_notify_received",
+            "DNS NOTIFY messages received, accepted from a known peer or ignored",
+            m.notify_received.clone(),
+        );
+        registry.register(
+            "k8gb_notify_sent",
+            "DNS NOTIFY messages sent to peers, acknowledged or failed",
+            m.notify_sent.clone(),
+        );
         registry.register_collector(Box::new(DnsCollector {
             workers: m.workers.clone(),
         }));
@@ -467,6 +495,16 @@ impl Metrics {
         m.loops.get_or_create(&init).inc_by(0);
         for result in ["success", "failure"] {
             m.config_reloads
+                .get_or_create(&[("result", result.to_owned())])
+                .inc_by(0);
+        }
+        for result in ["accepted", "ignored"] {
+            m.notify_received
+                .get_or_create(&[("result", result.to_owned())])
+                .inc_by(0);
+        }
+        for result in ["acknowledged", "failed"] {
+            m.notify_sent
                 .get_or_create(&[("result", result.to_owned())])
                 .inc_by(0);
         }
@@ -577,6 +615,37 @@ impl Metrics {
     pub fn config_reload(&self, ok: bool) {
         let result = if ok { "success" } else { "failure" };
         self.config_reloads
+            .get_or_create(&[("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Sets whether a peer is in the answers.
+    pub fn peer_up(&self, peer: &str, up: bool) {
+        self.peer_up
+            .get_or_create(&[("peer", escape(peer))])
+            .set(i64::from(up));
+    }
+
+    /// Counts a full sync with a peer.
+    pub fn peer_sync(&self, peer: &str, ok: bool) {
+        let result = if ok { "success" } else { "failure" };
+        self.peer_syncs
+            .get_or_create(&[("peer", escape(peer)), ("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Counts a NOTIFY received.
+    pub fn notify_received(&self, accepted: bool) {
+        let result = if accepted { "accepted" } else { "ignored" };
+        self.notify_received
+            .get_or_create(&[("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Counts a NOTIFY sent.
+    pub fn notify_sent(&self, acknowledged: bool) {
+        let result = if acknowledged { "acknowledged" } else { "failed" };
+        self.notify_sent
             .get_or_create(&[("result", result.to_owned())])
             .inc();
     }

@@ -78,7 +78,7 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
     // DoT: the certificate must load now
     let tls_config = match &cfg.dot {
         Some(d) => Some(Arc::new(ArcSwap::new(
-            tls::load_server_config(&d.cert_file, &d.key_file)
+            tls::load_server_config(&d.cert_file, &d.key_file, d.client_ca_file.as_deref())
                 .map_err(|e| start_err(1, format!("DoT: {e}")))?,
         ))),
         None => None,
@@ -86,10 +86,29 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
 
     let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
     let ready = Arc::new(AtomicBool::new(false));
+    // peer exchange material: a bad key or CA is a start-up error
+    let tsig = match &cfg.peer_exchange.tsig {
+        Some(k) => Some(crate::peer::client::tsigner(k).map_err(|e| start_err(1, format!("TSIG: {e}")))?),
+        None => None,
+    };
+    let peer_tls = match &cfg.peer_exchange.tls {
+        Some(t) => {
+            Some(crate::peer::client::tls_connector(t).map_err(|e| start_err(1, format!("peer TLS: {e}")))?)
+        }
+        None => None,
+    };
+    let (notify_in_tx, notify_in_rx) = mpsc::channel(256);
+    let (notify_out_tx, notify_out_rx) = mpsc::channel(64);
+    let auth = Arc::new(crate::dns::server::PeerAuth {
+        sources: Default::default(),
+        tsig,
+        notify_tx: Some(notify_in_tx),
+    });
     let shared = Shared {
         snapshot: snapshot.clone(),
         geo: geo.clone(),
         metrics: metrics.clone(),
+        peers: auth.clone(),
     };
 
     // bind everything before starting anything, so a taken port fails fast
@@ -142,6 +161,7 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             ready: ready.clone(),
         },
         prober,
+        Some(notify_out_tx),
     );
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(engine.run(rx, cancel.clone()));
@@ -161,12 +181,24 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             }
         });
     }
+    let (cfg_tx, cfg_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
+    tasks.spawn(crate::peer::run(
+        cfg_rx,
+        notify_in_rx,
+        notify_out_rx,
+        tx.clone(),
+        auth.clone(),
+        metrics.clone(),
+        peer_tls,
+        cancel.clone(),
+    ));
     if let Some(path) = cfg.config_file.clone() {
         tasks.spawn(watch_config(
             args,
             path,
             cfg.clone(),
             tx.clone(),
+            cfg_tx,
             metrics.clone(),
             cancel.clone(),
         ));
@@ -202,6 +234,7 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
         tasks.spawn(tls::watch(
             d.cert_file.clone(),
             d.key_file.clone(),
+            d.client_ca_file.clone(),
             tc.clone(),
             POLL,
             cancel.clone(),
@@ -301,6 +334,7 @@ async fn watch_config(
     path: PathBuf,
     mut current: Config,
     tx: mpsc::Sender<Event>,
+    cfg_tx: tokio::sync::watch::Sender<Arc<Config>>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
@@ -329,6 +363,7 @@ async fn watch_config(
                 metrics.config_reload(true);
                 tracing::info!(file = %path.display(), "config file reloaded");
                 current = cfg.clone();
+                cfg_tx.send_replace(Arc::new(cfg.clone()));
                 if tx.send(Event::Config(Box::new(cfg))).await.is_err() {
                     return;
                 }

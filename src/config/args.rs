@@ -111,6 +111,70 @@ pub struct ConfigArgs {
     #[arg(long, env = "DOT_KEY_FILE", value_name = "FILE")]
     pub dot_key_file: Option<String>,
 
+    /// Require DoT clients to present a certificate from this CA (mutual TLS for peers).
+    #[arg(long, env = "DOT_CLIENT_CA_FILE", value_name = "FILE")]
+    pub dot_client_ca_file: Option<String>,
+
+    /// Peer exchange transport: udp (TCP when truncated) or dot [default: udp].
+    #[arg(long, env = "PEER_TRANSPORT", value_name = "TRANSPORT")]
+    pub peer_transport: Option<String>,
+
+    /// DNS port of peers found by geotag through the edge DNS [default: 53].
+    #[arg(long, env = "PEER_DNS_PORT", value_name = "PORT")]
+    pub peer_dns_port: Option<String>,
+
+    /// DoT port of peers found by geotag [default: 853].
+    #[arg(long, env = "PEER_DOT_PORT", value_name = "PORT")]
+    pub peer_dot_port: Option<String>,
+
+    /// Seconds between liveness checks of each peer (an SOA query) [default: 1].
+    #[arg(long, env = "PEER_HEARTBEAT_SECONDS", value_name = "SECONDS")]
+    pub peer_heartbeat_seconds: Option<String>,
+
+    /// Failed checks in a row before a peer's targets leave the answers [default: 3].
+    #[arg(long, env = "PEER_GRACE_ATTEMPTS", value_name = "N")]
+    pub peer_grace_attempts: Option<String>,
+
+    /// Timeout of one peer query attempt, in seconds [default: 0.5].
+    #[arg(long, env = "PEER_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub peer_timeout_seconds: Option<String>,
+
+    /// Send DNS NOTIFY to peers when local targets change [default: true].
+    #[arg(long, env = "NOTIFY_ENABLED", value_name = "BOOL")]
+    pub notify_enabled: Option<String>,
+
+    /// Source IP of peer queries and NOTIFY [default: the first specific DNS_ADDRESS].
+    #[arg(long, env = "PEER_SOURCE_ADDRESS", value_name = "IP")]
+    pub peer_source_address: Option<String>,
+
+    /// CA that signs peers' DoT certificates.
+    #[arg(long, env = "PEER_TLS_CA_FILE", value_name = "FILE")]
+    pub peer_tls_ca_file: Option<String>,
+
+    /// Client certificate presented to peers (mutual TLS).
+    #[arg(long, env = "PEER_TLS_CERT_FILE", value_name = "FILE")]
+    pub peer_tls_cert_file: Option<String>,
+
+    /// Key of the client certificate.
+    #[arg(long, env = "PEER_TLS_KEY_FILE", value_name = "FILE")]
+    pub peer_tls_key_file: Option<String>,
+
+    /// TSIG key name for peer queries and NOTIFY; unsigned ones are then refused.
+    #[arg(long, env = "TSIG_KEY_NAME", value_name = "NAME")]
+    pub tsig_key_name: Option<String>,
+
+    /// TSIG algorithm: hmac-sha256 or hmac-sha512 [default: hmac-sha256].
+    #[arg(long, env = "TSIG_ALGORITHM", value_name = "ALG")]
+    pub tsig_algorithm: Option<String>,
+
+    /// TSIG secret, base64 (prefer TSIG_SECRET_FILE); never logged.
+    #[arg(long, env = "TSIG_SECRET", value_name = "BASE64", hide_env_values = true)]
+    pub tsig_secret: Option<String>,
+
+    /// File holding the base64 TSIG secret.
+    #[arg(long, env = "TSIG_SECRET_FILE", value_name = "FILE")]
+    pub tsig_secret_file: Option<String>,
+
     /// MaxMind-format database for the geoip strategy; reloaded when it changes.
     #[arg(long, env = "GEOIP_DATABASE", value_name = "FILE")]
     pub geoip_database: Option<String>,

@@ -29,6 +29,7 @@ pub struct FileConfig {
     pub dot: Option<FileDot>,
     pub geoip: Option<FileGeoIp>,
     pub shutdown_grace_seconds: Option<i64>,
+    pub peer_exchange: Option<FilePeerExchange>,
     /// Peers with their DNS addresses (geotag → address).
     #[serde(default)]
     pub peers: Vec<FilePeer>,
@@ -78,6 +79,8 @@ pub struct FileDot {
     pub address: Option<String>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+    /// Require client certificates signed by this CA (mutual TLS).
+    pub client_ca_file: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]
@@ -116,6 +119,47 @@ pub struct FilePeer {
     pub geo_tag: String,
     /// `ip:port`, or an IP with port 53.
     pub address: String,
+    /// DNS-over-TLS address when peer exchange uses DoT, default the address's IP on port 853.
+    pub dot_address: Option<String>,
+    /// Name expected in the peer's certificate, default its IP address.
+    pub server_name: Option<String>,
+}
+
+/// How this cluster talks to its peers.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePeerExchange {
+    /// `udp` (UDP, TCP when truncated) or `dot`.
+    pub transport: Option<String>,
+    /// DNS port of peers found by geotag, default 53.
+    pub port: Option<i64>,
+    /// DoT port of peers found by geotag, default 853.
+    pub dot_port: Option<i64>,
+    pub heartbeat_seconds: Option<f64>,
+    pub grace_attempts: Option<i64>,
+    pub timeout_seconds: Option<f64>,
+    pub notify: Option<bool>,
+    /// Source address of queries and NOTIFY, default the first specific DNS address.
+    pub source_address: Option<String>,
+    pub tls: Option<FilePeerTls>,
+    pub tsig: Option<FileTsig>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FilePeerTls {
+    pub ca_file: Option<String>,
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+}
+
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FileTsig {
+    pub key_name: Option<String>,
+    pub algorithm: Option<String>,
+    /// A file holding the base64 secret (never put the secret itself here).
+    pub secret_file: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Clone)]

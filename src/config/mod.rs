@@ -114,6 +114,73 @@ pub struct Zone {
 pub struct Peer {
     pub geo_tag: GeoTag,
     pub address: Option<SocketAddr>,
+    /// DoT address (default: the address's IP on the DoT port).
+    pub dot_address: Option<SocketAddr>,
+    /// Name checked in the peer's certificate (default: its IP address).
+    pub server_name: Option<String>,
+}
+
+/// How peer queries travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerTransport {
+    /// UDP, retried over TCP when truncated.
+    Udp,
+    /// DNS-over-TLS, the peer's certificate checked against `PeerTls::ca_file`.
+    Dot,
+}
+
+/// TLS material for DoT peer exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerTls {
+    pub ca_file: PathBuf,
+    /// Client certificate and key for mutual TLS.
+    pub client_cert: Option<(PathBuf, PathBuf)>,
+}
+
+/// TSIG algorithms we sign and verify with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsigAlgorithm {
+    HmacSha256,
+    HmacSha512,
+}
+
+/// A TSIG key. `Debug` never shows the secret.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TsigKey {
+    pub name: String,
+    pub algorithm: TsigAlgorithm,
+    pub secret: Vec<u8>,
+}
+
+impl fmt::Debug for TsigKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TsigKey")
+            .field("name", &self.name)
+            .field("algorithm", &self.algorithm)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}
+
+/// Peer exchange settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerExchange {
+    pub transport: PeerTransport,
+    /// DNS port of peers found by geotag.
+    pub port: u16,
+    /// DoT port of peers without an explicit DoT address.
+    pub dot_port: u16,
+    /// Period of the liveness check (an SOA query) of each peer.
+    pub heartbeat: Duration,
+    /// Failed checks in a row before a peer leaves the answers.
+    pub grace_attempts: u32,
+    /// Timeout of one query attempt.
+    pub timeout: Duration,
+    pub notify: bool,
+    /// Source IP of our queries and NOTIFY messages.
+    pub source_ip: Option<IpAddr>,
+    pub tls: Option<PeerTls>,
+    pub tsig: Option<TsigKey>,
 }
 
 /// One target of a standalone Gslb.
@@ -156,6 +223,8 @@ pub struct DotConfig {
     pub address: SocketAddr,
     pub cert_file: PathBuf,
     pub key_file: PathBuf,
+    /// When set, clients must present a certificate from this CA.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// The geoip database and the fields compared.
@@ -211,6 +280,7 @@ pub struct Config {
     pub dot: Option<DotConfig>,
     pub geoip: GeoIpConfig,
     pub shutdown_grace: Duration,
+    pub peer_exchange: PeerExchange,
     pub gslbs: Vec<GslbConfig>,
     pub config_file: Option<PathBuf>,
     /// Deprecations and ignored settings, to be logged once logging is up.
@@ -477,6 +547,8 @@ pub fn build(
                 Peer {
                     geo_tag: tag,
                     address: None,
+                    dot_address: None,
+                    server_name: None,
                 },
             );
         }
@@ -500,11 +572,24 @@ pub fn build(
         }
         let address = parse::parse_dns_address(&fp.address)
             .map_err(|m| ConfigError::new(format!("{field}.address"), m))?;
+        let dot_address = match &fp.dot_address {
+            Some(a) => Some(
+                parse::parse_dns_address(a)
+                    .map_err(|m| ConfigError::new(format!("{field}.dotAddress"), m))?,
+            ),
+            None => None,
+        };
+        if let Some(n) = &fp.server_name {
+            names::validate_dns_name(n)
+                .map_err(|e| ConfigError::new(format!("{field}.serverName"), format!("{n:?} {e}")))?;
+        }
         peers.insert(
             tag.clone(),
             Peer {
                 geo_tag: tag,
                 address: Some(address),
+                dot_address,
+                server_name: fp.server_name.clone(),
             },
         );
     }
@@ -803,10 +888,23 @@ pub fn build(
                 std::fs::metadata(&p.value)
                     .map_err(|e| ConfigError::new(&p.field, format!("{:?}: {e}", p.value)))?;
             }
+            let client_ca_file = match pick_text(
+                &args.dot_client_ca_file,
+                fdot.client_ca_file.clone(),
+                names!("DOT_CLIENT_CA_FILE", "dot-client-ca-file", "dot.clientCaFile"),
+            ) {
+                Some(p) => {
+                    std::fs::metadata(&p.value)
+                        .map_err(|e| ConfigError::new(&p.field, format!("{:?}: {e}", p.value)))?;
+                    Some(PathBuf::from(p.value))
+                }
+                None => None,
+            };
             Some(DotConfig {
                 address,
                 cert_file: PathBuf::from(c.value),
                 key_file: PathBuf::from(k.value),
+                client_ca_file,
             })
         }
         (a, _, _) => {
@@ -865,6 +963,8 @@ pub fn build(
         0..=3600,
     )?;
 
+    let peer_exchange = peer_exchange(args, f.peer_exchange.clone().unwrap_or_default(), &dns_addresses)?;
+
     let mesh: BTreeSet<&GeoTag> = std::iter::once(&geo_tag).chain(peers.keys()).collect();
     let gslbs = validate_gslbs(&f.gslbs, &zones, &mesh)?;
     if geoip.database.is_none() && gslbs.iter().any(|g| g.strategy.kind == Kind::GeoIp) {
@@ -898,6 +998,7 @@ pub fn build(
         dot,
         geoip,
         shutdown_grace: Duration::from_secs(grace as u64),
+        peer_exchange,
         gslbs,
         config_file: path.map(Path::to_path_buf),
         warnings,
@@ -1009,6 +1110,269 @@ fn validate_gslbs(
         });
     }
     Ok(out)
+}
+
+fn peer_exchange(
+    args: &ConfigArgs,
+    f: file::FilePeerExchange,
+    dns_addresses: &[SocketAddr],
+) -> Result<PeerExchange, ConfigError> {
+    let transport = match pick_text(
+        &args.peer_transport,
+        f.transport.clone(),
+        names!("PEER_TRANSPORT", "peer-transport", "peerExchange.transport"),
+    ) {
+        None => PeerTransport::Udp,
+        Some(p) => match p.value.trim() {
+            "udp" => PeerTransport::Udp,
+            "dot" => PeerTransport::Dot,
+            other => {
+                return Err(ConfigError::new(
+                    p.field,
+                    format!("{other:?} is not one of udp, dot"),
+                ));
+            }
+        },
+    };
+    let port = ranged_int(
+        &args.peer_dns_port,
+        f.port,
+        names!("PEER_DNS_PORT", "peer-dns-port", "peerExchange.port"),
+        53,
+        1..=65535,
+    )? as u16;
+    let dot_port = ranged_int(
+        &args.peer_dot_port,
+        f.dot_port,
+        names!("PEER_DOT_PORT", "peer-dot-port", "peerExchange.dotPort"),
+        853,
+        1..=65535,
+    )? as u16;
+    let seconds =
+        |cli: &Option<String>, file: Option<f64>, n: Names, default: f64| -> Result<Duration, ConfigError> {
+            let (v, field) = match (cli, file) {
+                (Some(t), _) => (
+                    t.trim().parse::<f64>().map_err(|_| {
+                        ConfigError::new(n.cli(), format!("{t:?} is not a number of seconds"))
+                    })?,
+                    n.cli(),
+                ),
+                (None, Some(v)) => (v, n.key.to_string()),
+                (None, None) => (default, n.cli()),
+            };
+            if !(0.01..=3600.0).contains(&v) {
+                return Err(ConfigError::new(
+                    field,
+                    format!("{v} is out of range 0.01..=3600"),
+                ));
+            }
+            Ok(Duration::from_secs_f64(v))
+        };
+    let heartbeat = seconds(
+        &args.peer_heartbeat_seconds,
+        f.heartbeat_seconds,
+        names!(
+            "PEER_HEARTBEAT_SECONDS",
+            "peer-heartbeat-seconds",
+            "peerExchange.heartbeatSeconds"
+        ),
+        1.0,
+    )?;
+    let timeout = seconds(
+        &args.peer_timeout_seconds,
+        f.timeout_seconds,
+        names!(
+            "PEER_TIMEOUT_SECONDS",
+            "peer-timeout-seconds",
+            "peerExchange.timeoutSeconds"
+        ),
+        0.5,
+    )?;
+    let grace_attempts = ranged_int(
+        &args.peer_grace_attempts,
+        f.grace_attempts,
+        names!(
+            "PEER_GRACE_ATTEMPTS",
+            "peer-grace-attempts",
+            "peerExchange.graceAttempts"
+        ),
+        3,
+        1..=100,
+    )? as u32;
+    let notify = match cli_bool(
+        &args.notify_enabled,
+        names!("NOTIFY_ENABLED", "notify-enabled", ""),
+    )? {
+        Some(b) => b,
+        None => f.notify.unwrap_or(true),
+    };
+    let source_ip = match pick_text(
+        &args.peer_source_address,
+        f.source_address.clone(),
+        names!(
+            "PEER_SOURCE_ADDRESS",
+            "peer-source-address",
+            "peerExchange.sourceAddress"
+        ),
+    ) {
+        Some(p) => Some(
+            p.value
+                .trim()
+                .parse::<IpAddr>()
+                .map_err(|_| ConfigError::new(p.field, format!("{:?} is not an IP address", p.value)))?,
+        ),
+        None => dns_addresses
+            .iter()
+            .map(|a| a.ip())
+            .find(|ip| !ip.is_unspecified()),
+    };
+
+    let ftls = f.tls.clone().unwrap_or_default();
+    let file_of =
+        |cli: &Option<String>, file: Option<String>, n: Names| -> Result<Option<PathBuf>, ConfigError> {
+            match pick_text(cli, file, n) {
+                Some(p) => {
+                    std::fs::metadata(&p.value)
+                        .map_err(|e| ConfigError::new(&p.field, format!("{:?}: {e}", p.value)))?;
+                    Ok(Some(PathBuf::from(p.value)))
+                }
+                None => Ok(None),
+            }
+        };
+    let ca = file_of(
+        &args.peer_tls_ca_file,
+        ftls.ca_file,
+        names!("PEER_TLS_CA_FILE", "peer-tls-ca-file", "peerExchange.tls.caFile"),
+    )?;
+    let cert = file_of(
+        &args.peer_tls_cert_file,
+        ftls.cert_file,
+        names!(
+            "PEER_TLS_CERT_FILE",
+            "peer-tls-cert-file",
+            "peerExchange.tls.certFile"
+        ),
+    )?;
+    let key = file_of(
+        &args.peer_tls_key_file,
+        ftls.key_file,
+        names!(
+            "PEER_TLS_KEY_FILE",
+            "peer-tls-key-file",
+            "peerExchange.tls.keyFile"
+        ),
+    )?;
+    let client_cert = match (cert, key) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::new(
+                "PEER_TLS_CERT_FILE (--peer-tls-cert-file)",
+                "a client certificate needs both PEER_TLS_CERT_FILE and PEER_TLS_KEY_FILE",
+            ));
+        }
+    };
+    let tls = match (ca, transport) {
+        (Some(ca_file), _) => Some(PeerTls { ca_file, client_cert }),
+        (None, PeerTransport::Dot) => {
+            return Err(ConfigError::new(
+                "PEER_TLS_CA_FILE (--peer-tls-ca-file)",
+                "required with PEER_TRANSPORT=dot: the CA that signs the peers' certificates",
+            ));
+        }
+        (None, PeerTransport::Udp) => None,
+    };
+
+    let ftsig = f.tsig.clone().unwrap_or_default();
+    let key_name = pick_text(
+        &args.tsig_key_name,
+        ftsig.key_name,
+        names!("TSIG_KEY_NAME", "tsig-key-name", "peerExchange.tsig.keyName"),
+    );
+    let secret_file = pick_text(
+        &args.tsig_secret_file,
+        ftsig.secret_file,
+        names!(
+            "TSIG_SECRET_FILE",
+            "tsig-secret-file",
+            "peerExchange.tsig.secretFile"
+        ),
+    );
+    let tsig = match key_name {
+        None => {
+            if args.tsig_secret.is_some() || secret_file.is_some() {
+                return Err(ConfigError::new(
+                    "TSIG_KEY_NAME (--tsig-key-name)",
+                    "required with a TSIG secret",
+                ));
+            }
+            None
+        }
+        Some(name) => {
+            names::validate_dns_name(&name.value)
+                .map_err(|e| ConfigError::new(&name.field, format!("{:?} {e}", name.value)))?;
+            let algorithm = match pick_text(
+                &args.tsig_algorithm,
+                ftsig.algorithm,
+                names!("TSIG_ALGORITHM", "tsig-algorithm", "peerExchange.tsig.algorithm"),
+            ) {
+                None => TsigAlgorithm::HmacSha256,
+                Some(p) => match p.value.trim().to_ascii_lowercase().trim_end_matches('.') {
+                    "hmac-sha256" => TsigAlgorithm::HmacSha256,
+                    "hmac-sha512" => TsigAlgorithm::HmacSha512,
+                    other => {
+                        return Err(ConfigError::new(
+                            p.field,
+                            format!("{other:?} is not one of hmac-sha256, hmac-sha512"),
+                        ));
+                    }
+                },
+            };
+            // the secret's value never appears in an error message
+            let (text, field) = match (&args.tsig_secret, secret_file) {
+                (Some(s), _) => (s.clone(), "TSIG_SECRET (--tsig-secret)".to_string()),
+                (None, Some(p)) => (
+                    std::fs::read_to_string(&p.value)
+                        .map_err(|e| ConfigError::new(&p.field, format!("{:?}: {e}", p.value)))?,
+                    p.field,
+                ),
+                (None, None) => {
+                    return Err(ConfigError::new(
+                        "TSIG_SECRET_FILE (--tsig-secret-file)",
+                        "a TSIG key needs its secret (TSIG_SECRET_FILE or TSIG_SECRET)",
+                    ));
+                }
+            };
+            let secret = data_encoding::BASE64
+                .decode(text.trim().as_bytes())
+                .map_err(|_| {
+                    ConfigError::new(&field, "the TSIG secret is not valid base64 (value not shown)")
+                })?;
+            if secret.len() < 16 {
+                return Err(ConfigError::new(
+                    &field,
+                    "the TSIG secret is shorter than 16 bytes (value not shown)",
+                ));
+            }
+            Some(TsigKey {
+                name: names::normalize(&name.value),
+                algorithm,
+                secret,
+            })
+        }
+    };
+    Ok(PeerExchange {
+        transport,
+        port,
+        dot_port,
+        heartbeat,
+        grace_attempts,
+        timeout,
+        notify,
+        source_ip,
+        tls,
+        tsig,
+    })
 }
 
 fn validate_probe(p: &file::FileProbe, field: &str) -> Result<ProbeConfig, ConfigError> {

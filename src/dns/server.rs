@@ -6,6 +6,7 @@
 //! through [`wire::respond`] from the current snapshot; nothing here awaits
 //! while holding a snapshot.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -14,14 +15,16 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use hickory_proto::rr::{TSigResponseContext, TSigner};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot::Snapshot;
 use super::wire::{self, Outcome, QueryCtx, Scratch, Transport};
+use crate::core::names::GeoTag;
 use crate::geoip::SharedGeoDb;
 use crate::metrics::{self, DnsStats, Metrics};
 
@@ -31,6 +34,62 @@ pub struct Shared {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     pub geo: SharedGeoDb,
     pub metrics: Arc<Metrics>,
+    pub peers: Arc<PeerAuth>,
+}
+
+/// A NOTIFY accepted from a peer: re-query it (or every peer when only the
+/// TSIG key, not the source address, identifies the sender).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyIn {
+    pub zone: String,
+    pub from: IpAddr,
+    pub peer: Option<GeoTag>,
+}
+
+/// Who may send us NOTIFY and peer queries.
+#[derive(Default)]
+pub struct PeerAuth {
+    /// Peer addresses (static and discovered), kept current by the peer manager.
+    pub sources: ArcSwap<HashMap<IpAddr, GeoTag>>,
+    /// When set, `localtargets-` queries and NOTIFY must be signed with it,
+    /// and signed messages get signed replies.
+    pub tsig: Option<TSigner>,
+    /// Where accepted NOTIFY messages go.
+    pub notify_tx: Option<mpsc::Sender<NotifyIn>>,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Checks a TSIG-signed message. Returns the request MAC for signing the reply.
+fn verify_tsig(signer: &TSigner, query: &[u8]) -> Result<Vec<u8>, String> {
+    let (mac, _time, valid) = signer
+        .verify_message_byte(query, None, true)
+        .map_err(|e| e.to_string())?;
+    if !valid.contains(&unix_now()) {
+        return Err("signature time outside the fudge window".into());
+    }
+    Ok(mac)
+}
+
+/// Appends a TSIG record signing `out` (a reply to a signed request).
+fn sign_reply(signer: &TSigner, request_mac: Vec<u8>, out: &mut Vec<u8>) -> Result<(), String> {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+    let id = u16::from_be_bytes([out[0], out[1]]);
+    let ctx = TSigResponseContext::new(id, unix_now(), signer.clone(), request_mac, None);
+    let record = ctx.sign(out).map_err(|e| e.to_string())?;
+    let mut buf = Vec::new();
+    record
+        .emit(&mut BinEncoder::new(&mut buf))
+        .map_err(|e| e.to_string())?;
+    out.extend_from_slice(&buf);
+    let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
+    out[10..12].copy_from_slice(&ar.to_be_bytes());
+    Ok(())
 }
 
 /// Timeouts and limits of the stream transports.
@@ -79,14 +138,79 @@ fn answer(
     out: &mut Vec<u8>,
 ) -> bool {
     let start = Instant::now();
+    let auth = &shared.peers;
+    // TSIG, when configured: verify signed messages, refuse unsigned peer traffic
+    let mut request_mac = None;
+    if let Some(signer) = &auth.tsig
+        && let Some(class) = wire::classify(query)
+    {
+        if class.tsig {
+            match verify_tsig(signer, query) {
+                Ok(mac) => request_mac = Some(mac),
+                Err(e) => {
+                    tracing::debug!(client = %ctx.client, "TSIG verification failed: {e}");
+                    let o = wire::reply_with_rcode(query, wire::RCODE_NOTAUTH, out);
+                    return finish(o, stats, ctx, start);
+                }
+            }
+        } else if class.localtargets || class.notify {
+            tracing::debug!(client = %ctx.client, "unsigned peer message refused (TSIG required)");
+            if class.notify {
+                shared.metrics.notify_received(false);
+            }
+            let o = wire::reply_with_rcode(query, wire::RCODE_REFUSED, out);
+            return finish(o, stats, ctx, start);
+        }
+    }
     let snap = shared.snapshot.load();
     let geo = shared.geo.load();
-    let outcome = wire::respond(&snap, geo.as_deref(), query, ctx, scratch, out);
+    let mut outcome = wire::respond(&snap, geo.as_deref(), query, ctx, scratch, out);
+    if let Outcome::Notify { zone } = outcome {
+        let zone = snap
+            .zones
+            .get(zone as usize)
+            .map(|z| z.name.clone())
+            .unwrap_or_default();
+        let peer = auth.sources.load().get(&ctx.client).cloned();
+        let known = peer.is_some() || request_mac.is_some();
+        shared.metrics.notify_received(known);
+        if known {
+            if let Some(tx) = &auth.notify_tx {
+                // never wait on the query path: a full queue means a sync is already due
+                let _ = tx.try_send(NotifyIn {
+                    zone,
+                    from: ctx.client,
+                    peer,
+                });
+            }
+        } else {
+            tracing::debug!(client = %ctx.client, zone, "NOTIFY from an unknown source ignored");
+            wire::set_rcode(out, wire::RCODE_REFUSED);
+        }
+        outcome = Outcome::Reply {
+            qtype: super::snapshot::TYPE_SOA,
+            rcode: if known {
+                wire::RCODE_NOERROR
+            } else {
+                wire::RCODE_REFUSED
+            },
+        };
+    }
+    if let (Some(signer), Some(mac), Outcome::Reply { .. }) = (&auth.tsig, request_mac, outcome)
+        && let Err(e) = sign_reply(signer, mac, out)
+    {
+        tracing::warn!("cannot sign a TSIG reply: {e}");
+    }
+    finish(outcome, stats, ctx, start)
+}
+
+fn finish(outcome: Outcome, stats: &DnsStats, ctx: &QueryCtx, start: Instant) -> bool {
     match outcome {
         Outcome::Reply { qtype, rcode } => {
             stats.record(metric_transport(ctx.transport), qtype, rcode, start.elapsed());
             true
         }
+        Outcome::Notify { .. } => true,
         Outcome::Drop => {
             stats.dropped(metric_transport(ctx.transport));
             false

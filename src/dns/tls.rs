@@ -28,7 +28,12 @@ pub enum TlsError {
 }
 
 /// Loads a server configuration for DoT (ALPN `dot`, TLS 1.2 and 1.3, ring).
-pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// With `client_ca`, clients must present a certificate it signed (mutual TLS).
+pub fn load_server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let file_err = |p: &Path, reason: String| TlsError::File {
         path: p.display().to_string(),
         reason,
@@ -42,9 +47,31 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
     }
     let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, e.to_string()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = match client_ca {
+        None => None,
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(ca).map_err(|e| file_err(ca, e.to_string()))? {
+                roots
+                    .add(c.map_err(|e| file_err(ca, e.to_string()))?)
+                    .map_err(|e| file_err(ca, e.to_string()))?;
+            }
+            Some(
+                rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider.clone(),
+                )
+                .build()
+                .map_err(|e| file_err(ca, e.to_string()))?,
+            )
+        }
+    };
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
-        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key_der))
+        .and_then(|b| match verifier {
+            Some(v) => b.with_client_cert_verifier(v).with_single_cert(certs, key_der),
+            None => b.with_no_client_auth().with_single_cert(certs, key_der),
+        })
         .map_err(|e| TlsError::Config {
             cert: cert.display().to_string(),
             key: key.display().to_string(),
@@ -59,6 +86,7 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
 pub async fn watch(
     cert: PathBuf,
     key: PathBuf,
+    client_ca: Option<PathBuf>,
     shared: Arc<ArcSwap<ServerConfig>>,
     period: Duration,
     cancel: CancellationToken,
@@ -76,7 +104,7 @@ pub async fn watch(
             continue;
         }
         last = now;
-        match load_server_config(&cert, &key) {
+        match load_server_config(&cert, &key, client_ca.as_deref()) {
             Ok(cfg) => {
                 shared.store(cfg);
                 tracing::info!(cert = %cert.display(), "DNS-over-TLS certificate reloaded");

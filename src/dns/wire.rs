@@ -27,7 +27,11 @@ pub const RCODE_NOTIMP: u16 = 4;
 pub const RCODE_REFUSED: u16 = 5;
 pub const RCODE_BADVERS: u16 = 16;
 
+const TYPE_TSIG: u16 = 250;
 const TYPE_IXFR: u16 = 251;
+const OPCODE_QUERY: u16 = 0;
+const OPCODE_NOTIFY: u16 = 4;
+pub const RCODE_NOTAUTH: u16 = 9;
 const TYPE_AXFR: u16 = 252;
 const TYPE_ANY: u16 = 255;
 const OPT_ECS: u16 = 8;
@@ -55,6 +59,10 @@ pub struct QueryCtx {
 pub enum Outcome {
     /// `out` holds a response.
     Reply { qtype: u16, rcode: u16 },
+    /// A NOTIFY for served zone `zone` (index into the snapshot's zones);
+    /// `out` holds the NOERROR acknowledgement. The caller decides whether
+    /// the sender may notify us (and turns the reply into REFUSED if not).
+    Notify { zone: u16 },
     /// Nothing to send (too short to answer, or not a query).
     Drop,
 }
@@ -94,6 +102,9 @@ struct Edns {
 struct Query {
     id: [u8; 2],
     flags: u16,
+    opcode: u16,
+    /// The last additional record is a TSIG.
+    tsig: bool,
     /// End of the question section.
     q_end: usize,
     qtype: u16,
@@ -185,7 +196,7 @@ fn parse(b: &[u8]) -> Result<Query, ParseError> {
         return Err(formerr);
     };
     let q_end = at + 4;
-    if opcode != 0 {
+    if opcode != OPCODE_QUERY && opcode != OPCODE_NOTIFY {
         return Err(ParseError::Reply {
             rcode: RCODE_NOTIMP,
             with_question: Some(q_end),
@@ -210,6 +221,7 @@ fn parse(b: &[u8]) -> Result<Query, ParseError> {
         }
     }
     let mut edns: Option<Edns> = None;
+    let mut tsig = false;
     for _ in 0..ar {
         let Some(next) = skip_name(b, at) else {
             return Err(with_q(RCODE_FORMERR));
@@ -224,6 +236,7 @@ fn parse(b: &[u8]) -> Result<Query, ParseError> {
         if rd_end > b.len() {
             return Err(with_q(RCODE_FORMERR));
         }
+        tsig = rtype == TYPE_TSIG;
         if rtype == TYPE_OPT {
             if edns.is_some() || next != at + 1 || b[at] != 0 {
                 return Err(with_q(RCODE_FORMERR)); // two OPTs, or an OPT not owned by the root
@@ -256,6 +269,8 @@ fn parse(b: &[u8]) -> Result<Query, ParseError> {
     Ok(Query {
         id: [b[0], b[1]],
         flags,
+        opcode,
+        tsig,
         q_end,
         qtype,
         qclass,
@@ -263,6 +278,62 @@ fn parse(b: &[u8]) -> Result<Query, ParseError> {
         key_len,
         edns,
     })
+}
+
+/// What the transport layer needs to know about a message before answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Classified {
+    /// A NOTIFY (opcode 4).
+    pub notify: bool,
+    /// A query for a `localtargets-` name (peer exchange).
+    pub localtargets: bool,
+    /// The message carries a TSIG record.
+    pub tsig: bool,
+}
+
+/// Classifies a message without answering it; `None` when it does not parse.
+pub fn classify(query: &[u8]) -> Option<Classified> {
+    let q = parse(query).ok()?;
+    let first = &q.key[..q.key_len];
+    let label_len = *first.first()? as usize;
+    let label = first.get(1..1 + label_len)?;
+    Some(Classified {
+        notify: q.opcode == OPCODE_NOTIFY,
+        localtargets: label.starts_with(crate::core::names::LOCALTARGETS_PREFIX.as_bytes()),
+        tsig: q.tsig,
+    })
+}
+
+/// Writes a header-and-question reply with `rcode` (e.g. REFUSED for an
+/// unsigned peer query when TSIG is required).
+pub fn reply_with_rcode(query: &[u8], rcode: u16, out: &mut Vec<u8>) -> Outcome {
+    out.clear();
+    match parse(query) {
+        Ok(q) => finish_simple(out, &q, query, rcode, false),
+        Err(ParseError::Drop) => Outcome::Drop,
+        Err(ParseError::Reply { rcode, with_question }) => {
+            let flags = u16::from_be_bytes([query[2], query[3]]);
+            let qd = u16::from(with_question.is_some());
+            write_header(
+                out,
+                [query[0], query[1]],
+                response_flags(flags, false, rcode),
+                [qd, 0, 0, 0],
+            );
+            if let Some(end) = with_question {
+                out.extend_from_slice(&query[12..end]);
+            }
+            Outcome::Reply { qtype: 0, rcode }
+        }
+    }
+}
+
+/// Sets the response code of a reply in place (used to refuse a NOTIFY).
+pub fn set_rcode(out: &mut [u8], rcode: u16) {
+    if out.len() >= 4 {
+        out[3] = (out[3] & 0xF0) | (rcode & 0xF) as u8;
+        out[2] &= !0x04; // no longer authoritative
+    }
 }
 
 /// RFC 7871 §6: family 1 or 2, source prefix within the family, address of
@@ -362,6 +433,16 @@ pub fn respond(
     }
     if q.qclass != CLASS_IN {
         return finish_simple(out, &q, query, RCODE_REFUSED, false);
+    }
+    if q.opcode == OPCODE_NOTIFY {
+        // RFC 1996: the question names the zone, type SOA; the reply echoes it
+        return match snap.zone_index.get(key) {
+            Some(&zone) if q.qtype == super::snapshot::TYPE_SOA => {
+                finish_simple(out, &q, query, RCODE_NOERROR, true);
+                Outcome::Notify { zone }
+            }
+            _ => finish_simple(out, &q, query, RCODE_NOTAUTH, false),
+        };
     }
     if q.qtype == TYPE_AXFR || q.qtype == TYPE_IXFR {
         return finish_simple(out, &q, query, RCODE_REFUSED, false);

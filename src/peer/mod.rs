@@ -1,0 +1,557 @@
+//! Peer exchange: every peer cluster's `localtargets-<host>` records, asked
+//! of its DNS server, kept per peer with liveness, and NOTIFY in both
+//! directions.
+//!
+//! One task per peer:
+//! - a heartbeat (an SOA query every `PEER_HEARTBEAT_SECONDS`) tells whether
+//!   the peer answers, and its serial tells when its data changed;
+//! - a sync (A and AAAA of `localtargets-<host>` for every host) runs when
+//!   the peer notifies us, when its serial changes, when the peer comes
+//!   back, and every `RECONCILE_REQUEUE_SECONDS` as a safety net;
+//! - after `PEER_GRACE_ATTEMPTS` failed checks in a row the peer's targets
+//!   leave the answers; a single lost packet is absorbed by retries and by
+//!   the grace, so it changes nothing.
+//!
+//! Outgoing NOTIFY: the engine names the zones whose local targets changed
+//! and the manager notifies every peer.
+
+pub mod client;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use hickory_proto::op::{Message, ResponseCode};
+use hickory_proto::rr::{Name, RData, RecordType, TSigner};
+use rustls::pki_types::ServerName;
+use tokio::sync::{mpsc, watch};
+use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Peer, PeerTransport};
+use crate::core::names::{self, GeoTag};
+use crate::dns::server::{NotifyIn, PeerAuth};
+use crate::engine::Event;
+use crate::metrics::Metrics;
+use client::{Endpoint, ExchangeError, PeerClient};
+
+/// What one peer currently contributes to the answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerUpdate {
+    pub geo_tag: GeoTag,
+    /// False once the peer failed its grace: its targets leave the answers.
+    pub up: bool,
+    /// host → the peer's `localtargets-<host>` addresses (A and AAAA).
+    pub targets: BTreeMap<String, Vec<IpAddr>>,
+}
+
+/// Shared by the manager and the peer tasks.
+struct Ctx {
+    events: mpsc::Sender<Event>,
+    auth: Arc<PeerAuth>,
+    metrics: Arc<Metrics>,
+    tls: Option<TlsConnector>,
+    tsig: Option<TSigner>,
+    endpoints: Mutex<BTreeMap<GeoTag, Endpoint>>,
+}
+
+impl Ctx {
+    fn set_endpoint(&self, tag: &GeoTag, ep: Option<Endpoint>) {
+        let mut map = self.endpoints.lock().unwrap_or_else(|p| p.into_inner());
+        match ep {
+            Some(ep) => map.insert(tag.clone(), ep),
+            None => map.remove(tag),
+        };
+        let sources: HashMap<IpAddr, GeoTag> = map
+            .iter()
+            .flat_map(|(t, e)| [(e.dns.ip(), t.clone()), (e.dot.ip(), t.clone())])
+            .collect();
+        self.auth.sources.store(Arc::new(sources));
+    }
+
+    fn endpoint(&self, tag: &GeoTag) -> Option<Endpoint> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(tag)
+            .cloned()
+    }
+}
+
+/// The endpoint of a peer with a static address.
+fn static_endpoint(cfg: &Config, p: &Peer) -> Option<Endpoint> {
+    let dns = p.address?;
+    let dot = p
+        .dot_address
+        .unwrap_or(SocketAddr::new(dns.ip(), cfg.peer_exchange.dot_port));
+    let server_name = match &p.server_name {
+        Some(n) => ServerName::try_from(n.clone()).ok()?,
+        None => ServerName::IpAddress(dot.ip().into()),
+    };
+    Some(Endpoint {
+        dns,
+        dot,
+        server_name,
+    })
+}
+
+/// Every host this cluster serves, sorted.
+fn hosts(cfg: &Config) -> Vec<String> {
+    let set: BTreeSet<String> = cfg.gslbs.iter().flat_map(|g| g.hosts.iter().cloned()).collect();
+    set.into_iter().collect()
+}
+
+/// Runs the peer tasks until `cancel`; reconciles them when the config changes.
+pub async fn run(
+    mut cfg_rx: watch::Receiver<Arc<Config>>,
+    mut notify_in: mpsc::Receiver<NotifyIn>,
+    mut notify_out: mpsc::Receiver<Vec<String>>,
+    events: mpsc::Sender<Event>,
+    auth: Arc<PeerAuth>,
+    metrics: Arc<Metrics>,
+    tls: Option<TlsConnector>,
+    cancel: CancellationToken,
+) {
+    let ctx = Arc::new(Ctx {
+        events,
+        tsig: auth.tsig.clone(),
+        auth,
+        metrics,
+        tls,
+        endpoints: Mutex::new(BTreeMap::new()),
+    });
+    let mut tasks: BTreeMap<GeoTag, (CancellationToken, mpsc::Sender<()>)> = BTreeMap::new();
+    let mut cfg = cfg_rx.borrow().clone();
+    reconcile(&cfg, &cfg_rx, &mut tasks, &ctx, &cancel);
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = cfg_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                cfg = cfg_rx.borrow().clone();
+                reconcile(&cfg, &cfg_rx, &mut tasks, &ctx, &cancel);
+            }
+            Some(n) = notify_in.recv() => {
+                let targets: Vec<&GeoTag> = match &n.peer {
+                    Some(t) => tasks.keys().filter(|k| *k == t).collect(),
+                    None => tasks.keys().collect(),
+                };
+                tracing::debug!(from = %n.from, zone = n.zone, peers = targets.len(), "NOTIFY received");
+                for t in targets {
+                    if let Some((_, poke)) = tasks.get(t) {
+                        let _ = poke.try_send(());
+                    }
+                }
+            }
+            Some(zones) = notify_out.recv() => {
+                if cfg.peer_exchange.notify {
+                    send_notifies(&cfg, &ctx, zones);
+                }
+            }
+        }
+    }
+    for (_, (token, _)) in tasks {
+        token.cancel();
+    }
+}
+
+fn reconcile(
+    cfg: &Arc<Config>,
+    cfg_rx: &watch::Receiver<Arc<Config>>,
+    tasks: &mut BTreeMap<GeoTag, (CancellationToken, mpsc::Sender<()>)>,
+    ctx: &Arc<Ctx>,
+    cancel: &CancellationToken,
+) {
+    let wanted: BTreeSet<&GeoTag> = cfg.peers.iter().map(|p| &p.geo_tag).collect();
+    tasks.retain(|tag, (token, _)| {
+        let keep = wanted.contains(tag);
+        if !keep {
+            token.cancel();
+            ctx.set_endpoint(tag, None);
+        }
+        keep
+    });
+    for p in &cfg.peers {
+        if tasks.contains_key(&p.geo_tag) {
+            continue;
+        }
+        let token = cancel.child_token();
+        let (poke_tx, poke_rx) = mpsc::channel(1);
+        tasks.insert(p.geo_tag.clone(), (token.clone(), poke_tx));
+        tokio::spawn(peer_task(
+            p.geo_tag.clone(),
+            cfg_rx.clone(),
+            poke_rx,
+            ctx.clone(),
+            token,
+        ));
+    }
+}
+
+fn send_notifies(cfg: &Config, ctx: &Arc<Ctx>, zones: Vec<String>) {
+    for p in &cfg.peers {
+        let Some(ep) = ctx.endpoint(&p.geo_tag) else {
+            continue;
+        };
+        for zone in &zones {
+            let Ok(name) = Name::from_ascii(format!("{zone}.")) else {
+                continue;
+            };
+            let mut client = PeerClient::new(&cfg.peer_exchange, ctx.tls.clone(), ctx.tsig.clone());
+            let ctx = ctx.clone();
+            let ep = ep.clone();
+            let tag = p.geo_tag.clone();
+            tokio::spawn(async move {
+                match client.notify(&ep, &name).await {
+                    Ok(m) => {
+                        // upstream k8gb answers NOTIFY with an error; any reply is an acknowledgement
+                        tracing::debug!(peer = %tag, zone = %name, rcode = ?m.metadata.response_code, "NOTIFY sent");
+                        ctx.metrics.notify_sent(true);
+                    }
+                    Err(e) => {
+                        tracing::debug!(peer = %tag, zone = %name, "NOTIFY failed: {e}");
+                        ctx.metrics.notify_sent(false);
+                    }
+                }
+            });
+        }
+    }
+}
+
+struct PeerState {
+    up: bool,
+    failures: u32,
+    targets: BTreeMap<String, Vec<IpAddr>>,
+    /// The serial seen at the last heartbeat before a successful sync.
+    synced_serial: Option<u32>,
+    last_serial: Option<u32>,
+    warned_refused: bool,
+}
+
+async fn peer_task(
+    tag: GeoTag,
+    mut cfg_rx: watch::Receiver<Arc<Config>>,
+    mut poke: mpsc::Receiver<()>,
+    ctx: Arc<Ctx>,
+    cancel: CancellationToken,
+) {
+    let mut cfg = cfg_rx.borrow().clone();
+    let mut client = PeerClient::new(&cfg.peer_exchange, ctx.tls.clone(), ctx.tsig.clone());
+    let mut state = PeerState {
+        up: false,
+        failures: 0,
+        targets: BTreeMap::new(),
+        synced_serial: None,
+        last_serial: None,
+        warned_refused: false,
+    };
+    let mut heartbeat = tokio::time::interval(cfg.peer_exchange.heartbeat);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let requeue = match cfg.reconcile_requeue_seconds {
+        0 => Duration::from_secs(86_400 * 365),
+        n => Duration::from_secs(n),
+    };
+    let mut resync = tokio::time::interval_at(tokio::time::Instant::now() + requeue, requeue);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let static_peer = |cfg: &Config| cfg.peers.iter().find(|p| p.geo_tag == tag).cloned();
+    if let Some(p) = static_peer(&cfg) {
+        ctx.set_endpoint(&tag, static_endpoint(&cfg, &p));
+    }
+    ctx.metrics.peer_up(tag.as_str(), false);
+    loop {
+        let mut sync = false;
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            changed = cfg_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                cfg = cfg_rx.borrow().clone();
+                let Some(p) = static_peer(&cfg) else { break };
+                client = PeerClient::new(&cfg.peer_exchange, ctx.tls.clone(), ctx.tsig.clone());
+                if p.address.is_some() {
+                    ctx.set_endpoint(&tag, static_endpoint(&cfg, &p));
+                }
+                sync = true;
+            }
+            Some(()) = poke.recv() => sync = true,
+            _ = heartbeat.tick() => {
+                if ctx.endpoint(&tag).is_none() {
+                    match discover(&cfg, &tag).await {
+                        Ok(ep) => {
+                            tracing::info!(peer = %tag, address = %ep.dns, "peer found through the edge DNS");
+                            ctx.set_endpoint(&tag, Some(ep));
+                            sync = true;
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %tag, "cannot find the peer: {e}");
+                            fail(&tag, &cfg, &ctx, &mut state, &e).await;
+                            continue;
+                        }
+                    }
+                }
+                match heartbeat_check(&cfg, &ctx, &tag, &mut client).await {
+                    Ok(serial) => {
+                        state.failures = 0;
+                        state.last_serial = serial;
+                        if !state.up || serial.is_none() || serial != state.synced_serial {
+                            sync = true;
+                        }
+                    }
+                    Err(e) => fail(&tag, &cfg, &ctx, &mut state, &e.to_string()).await,
+                }
+            }
+            _ = resync.tick() => sync = true,
+        }
+        if sync && ctx.endpoint(&tag).is_some() {
+            do_sync(&tag, &cfg, &ctx, &mut client, &mut state).await;
+        }
+    }
+    ctx.set_endpoint(&tag, None);
+    ctx.metrics.peer_up(tag.as_str(), false);
+    tracing::debug!(peer = %tag, "peer task stopped");
+}
+
+/// Counts a failed check; after the grace the peer leaves the answers.
+async fn fail(tag: &GeoTag, cfg: &Config, ctx: &Ctx, state: &mut PeerState, why: &str) {
+    state.failures += 1;
+    tracing::debug!(peer = %tag, failures = state.failures, "peer check failed: {why}");
+    if state.failures >= cfg.peer_exchange.grace_attempts {
+        if state.up {
+            state.up = false;
+            state.synced_serial = None;
+            tracing::warn!(
+                peer = %tag,
+                failures = state.failures,
+                "peer left the answers: it did not answer {} checks in a row ({why})",
+                state.failures
+            );
+            ctx.metrics.peer_up(tag.as_str(), false);
+            let _ = ctx
+                .events
+                .send(Event::Peer(PeerUpdate {
+                    geo_tag: tag.clone(),
+                    up: false,
+                    targets: BTreeMap::new(),
+                }))
+                .await;
+        }
+        // a discovered address may have moved: look it up again
+        if cfg.peers.iter().any(|p| &p.geo_tag == tag && p.address.is_none()) {
+            ctx.set_endpoint(tag, None);
+        }
+    }
+}
+
+/// An SOA query for the first zone; returns the peer's serial.
+async fn heartbeat_check(
+    cfg: &Config,
+    ctx: &Ctx,
+    tag: &GeoTag,
+    client: &mut PeerClient,
+) -> Result<Option<u32>, ExchangeError> {
+    let Some(ep) = ctx.endpoint(tag) else {
+        return Err(ExchangeError::Io("no address".into()));
+    };
+    let Some(zone) = cfg.zones.first() else {
+        return Ok(None);
+    };
+    let name =
+        Name::from_ascii(format!("{}.", zone.name)).map_err(|e| ExchangeError::BadResponse(e.to_string()))?;
+    let m = client.query(&ep, &name, RecordType::SOA, false).await?;
+    Ok(m.answers.iter().find_map(|r| match &r.data {
+        RData::SOA(s) => Some(s.serial),
+        _ => None,
+    }))
+}
+
+fn addresses(m: &Message) -> Vec<IpAddr> {
+    m.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Queries every host's `localtargets-` A and AAAA. A host whose queries
+/// fail keeps its previous targets; if everything fails, it counts as a
+/// failed check.
+async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Ctx, client: &mut PeerClient, state: &mut PeerState) {
+    let Some(ep) = ctx.endpoint(tag) else { return };
+    let hosts = hosts(cfg);
+    let mut queries = Vec::new();
+    for h in &hosts {
+        let Ok(lt) = names::localtargets_name(h) else {
+            continue;
+        };
+        let Ok(name) = Name::from_ascii(format!("{lt}.")) else {
+            continue;
+        };
+        queries.push((h.clone(), name));
+    }
+    let mut results: Vec<(String, Result<Vec<IpAddr>, ExchangeError>)> = Vec::new();
+    let mut refused = false;
+    let mut ask = |m: Result<Message, ExchangeError>| -> Result<Vec<IpAddr>, ExchangeError> {
+        let m = m?;
+        // upstream: NXDOMAIN, NODATA, SERVFAIL and REFUSED all mean "no targets"
+        if matches!(
+            m.metadata.response_code,
+            ResponseCode::Refused | ResponseCode::NotAuth
+        ) {
+            refused = true;
+        }
+        Ok(addresses(&m))
+    };
+    match cfg.peer_exchange.transport {
+        PeerTransport::Dot => {
+            // one TLS connection, queries in turn
+            for (host, name) in &queries {
+                let a = client.query(&ep, name, RecordType::A, true).await;
+                let aaaa = client.query(&ep, name, RecordType::AAAA, true).await;
+                let merged = match (ask(a), ask(aaaa)) {
+                    (Ok(mut x), Ok(y)) => {
+                        x.extend(y);
+                        Ok(x)
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+                results.push((host.clone(), merged));
+            }
+        }
+        PeerTransport::Udp => {
+            let pe = &cfg.peer_exchange;
+            let raw: Vec<(
+                String,
+                Result<Message, ExchangeError>,
+                Result<Message, ExchangeError>,
+            )> = futures::stream::iter(queries.clone().into_iter().map(|(host, name)| {
+                let mut c = PeerClient::new(pe, ctx.tls.clone(), ctx.tsig.clone());
+                let ep = ep.clone();
+                async move {
+                    let a = c.query(&ep, &name, RecordType::A, true).await;
+                    let aaaa = c.query(&ep, &name, RecordType::AAAA, true).await;
+                    (host, a, aaaa)
+                }
+            }))
+            .buffer_unordered(32)
+            .collect()
+            .await;
+            for (host, a, aaaa) in raw {
+                let merged = match (ask(a), ask(aaaa)) {
+                    (Ok(mut x), Ok(y)) => {
+                        x.extend(y);
+                        Ok(x)
+                    }
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                };
+                results.push((host, merged));
+            }
+        }
+    }
+    if refused && !state.warned_refused {
+        state.warned_refused = true;
+        tracing::warn!(peer = %tag, "peer refuses our localtargets queries (TSIG key or access mismatch?)");
+    }
+    if !results.is_empty() && results.iter().all(|(_, r)| r.is_err()) {
+        ctx.metrics.peer_sync(tag.as_str(), false);
+        let why = results
+            .iter()
+            .find_map(|(_, r)| r.as_ref().err())
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        if matches!(
+            results[0].1,
+            Err(ExchangeError::Tls(_)) | Err(ExchangeError::Tsig(_))
+        ) {
+            tracing::warn!(peer = %tag, "peer exchange refused: {why}");
+        }
+        fail(tag, cfg, ctx, state, &why).await;
+        return;
+    }
+    let mut targets = state.targets.clone();
+    targets.retain(|h, _| hosts.contains(h));
+    for (host, r) in results {
+        match r {
+            Ok(mut ips) => {
+                ips.sort();
+                ips.dedup();
+                targets.insert(host, ips);
+            }
+            Err(e) => tracing::debug!(peer = %tag, host, "query failed, keeping the last answer: {e}"),
+        }
+    }
+    ctx.metrics.peer_sync(tag.as_str(), true);
+    state.failures = 0;
+    state.synced_serial = state.last_serial;
+    let changed = !state.up || targets != state.targets;
+    if !state.up {
+        tracing::info!(peer = %tag, "peer is in the answers");
+        ctx.metrics.peer_up(tag.as_str(), true);
+    }
+    state.up = true;
+    state.targets = targets;
+    if changed {
+        let _ = ctx
+            .events
+            .send(Event::Peer(PeerUpdate {
+                geo_tag: tag.clone(),
+                up: true,
+                targets: state.targets.clone(),
+            }))
+            .await;
+    }
+}
+
+/// Finds a peer by its NS name through the edge DNS servers, as upstream.
+async fn discover(cfg: &Config, tag: &GeoTag) -> Result<Endpoint, String> {
+    let zone = cfg
+        .zones
+        .first()
+        .ok_or("no zone configured to derive the peer's NS name from")?;
+    let ns = cfg.ns_name(tag, zone);
+    let name = Name::from_ascii(format!("{ns}.")).map_err(|e| e.to_string())?;
+    let mut last = String::from("no edge DNS server configured");
+    for edge in &cfg.edge_dns_servers {
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((edge.host.as_str(), edge.port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                last = format!("edge {edge}: {e}");
+                continue;
+            }
+        };
+        for addr in addrs {
+            let ep = Endpoint {
+                dns: addr,
+                dot: addr,
+                server_name: ServerName::IpAddress(addr.ip().into()),
+            };
+            let mut c = PeerClient::plain(cfg.peer_exchange.timeout, None);
+            match c.query(&ep, &name, RecordType::A, true).await {
+                Ok(m) => {
+                    if let Some(ip) = addresses(&m).into_iter().next() {
+                        let server_name =
+                            ServerName::try_from(ns.clone()).unwrap_or(ServerName::IpAddress(ip.into()));
+                        return Ok(Endpoint {
+                            dns: SocketAddr::new(ip, cfg.peer_exchange.port),
+                            dot: SocketAddr::new(ip, cfg.peer_exchange.dot_port),
+                            server_name,
+                        });
+                    }
+                    last = format!(
+                        "edge {edge}: no address for {ns} ({:?})",
+                        m.metadata.response_code
+                    );
+                }
+                Err(e) => last = format!("edge {edge}: {e}"),
+            }
+        }
+    }
+    Err(last)
+}
