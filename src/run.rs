@@ -183,10 +183,12 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
     }
     let (cfg_tx, cfg_rx) = tokio::sync::watch::channel(Arc::new(cfg.clone()));
     tasks.spawn(crate::peer::run(
-        cfg_rx,
-        notify_in_rx,
-        notify_out_rx,
-        tx.clone(),
+        crate::peer::Channels {
+            config: cfg_rx,
+            notify_in: notify_in_rx,
+            notify_out: notify_out_rx,
+            events: tx.clone(),
+        },
         auth.clone(),
         metrics.clone(),
         peer_tls,

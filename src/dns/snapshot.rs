@@ -178,12 +178,11 @@ fn rrset(rtype: u16, ttl: u32, rdatas: &[Vec<u8>], order: RecordOrder) -> RRset 
     }
 }
 
+/// Chooses the per-query order of a family's records.
+type OrderFn<'a> = &'a dyn Fn(&[(IpAddr, usize)]) -> RecordOrder;
+
 /// Builds the A and AAAA RRsets for addresses with a per-record order.
-fn address_rrsets(
-    ips: &[(IpAddr, usize)],
-    ttl: u32,
-    order_of: &dyn Fn(&[(IpAddr, usize)]) -> RecordOrder,
-) -> Vec<RRset> {
+fn address_rrsets(ips: &[(IpAddr, usize)], ttl: u32, order_of: OrderFn<'_>) -> Vec<RRset> {
     let mut out = Vec::new();
     for want in [TYPE_A, TYPE_AAAA] {
         let family: Vec<(IpAddr, usize)> = ips

@@ -104,16 +104,31 @@ fn hosts(cfg: &Config) -> Vec<String> {
 }
 
 /// Runs the peer tasks until `cancel`; reconciles them when the config changes.
+/// The channels the peer manager works with.
+pub struct Channels {
+    /// The current configuration (peers, hosts, zones).
+    pub config: watch::Receiver<Arc<Config>>,
+    /// NOTIFY accepted by the DNS server.
+    pub notify_in: mpsc::Receiver<NotifyIn>,
+    /// Zones whose local targets changed (from the engine).
+    pub notify_out: mpsc::Receiver<Vec<String>>,
+    /// Peer updates to the engine.
+    pub events: mpsc::Sender<Event>,
+}
+
 pub async fn run(
-    mut cfg_rx: watch::Receiver<Arc<Config>>,
-    mut notify_in: mpsc::Receiver<NotifyIn>,
-    mut notify_out: mpsc::Receiver<Vec<String>>,
-    events: mpsc::Sender<Event>,
+    ch: Channels,
     auth: Arc<PeerAuth>,
     metrics: Arc<Metrics>,
     tls: Option<TlsConnector>,
     cancel: CancellationToken,
 ) {
+    let Channels {
+        config: mut cfg_rx,
+        mut notify_in,
+        mut notify_out,
+        events,
+    } = ch;
     let ctx = Arc::new(Ctx {
         events,
         tsig: auth.tsig.clone(),
@@ -221,6 +236,13 @@ fn send_notifies(cfg: &Config, ctx: &Arc<Ctx>, zones: Vec<String>) {
         }
     }
 }
+
+/// A host and its A and AAAA query results.
+type HostResults = (
+    String,
+    Result<Message, ExchangeError>,
+    Result<Message, ExchangeError>,
+);
 
 struct PeerState {
     up: bool,
@@ -427,22 +449,19 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Ctx, client: &mut PeerClient,
         }
         PeerTransport::Udp => {
             let pe = &cfg.peer_exchange;
-            let raw: Vec<(
-                String,
-                Result<Message, ExchangeError>,
-                Result<Message, ExchangeError>,
-            )> = futures::stream::iter(queries.clone().into_iter().map(|(host, name)| {
-                let mut c = PeerClient::new(pe, ctx.tls.clone(), ctx.tsig.clone());
-                let ep = ep.clone();
-                async move {
-                    let a = c.query(&ep, &name, RecordType::A, true).await;
-                    let aaaa = c.query(&ep, &name, RecordType::AAAA, true).await;
-                    (host, a, aaaa)
-                }
-            }))
-            .buffer_unordered(32)
-            .collect()
-            .await;
+            let raw: Vec<HostResults> =
+                futures::stream::iter(queries.clone().into_iter().map(|(host, name)| {
+                    let mut c = PeerClient::new(pe, ctx.tls.clone(), ctx.tsig.clone());
+                    let ep = ep.clone();
+                    async move {
+                        let a = c.query(&ep, &name, RecordType::A, true).await;
+                        let aaaa = c.query(&ep, &name, RecordType::AAAA, true).await;
+                        (host, a, aaaa)
+                    }
+                }))
+                .buffer_unordered(32)
+                .collect()
+                .await;
             for (host, a, aaaa) in raw {
                 let merged = match (ask(a), ask(aaaa)) {
                     (Ok(mut x), Ok(y)) => {
