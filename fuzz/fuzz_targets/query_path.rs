@@ -19,6 +19,7 @@ fn snapshot() -> &'static Snapshot {
 
 fuzz_target!(|data: &[u8]| {
     let snap = snapshot();
+    let _ = wire::classify(data);
     let mut out = Vec::new();
     let mut scratch = Scratch::default();
     for transport in [Transport::Udp, Transport::Tcp] {
@@ -28,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
         };
         match wire::respond(snap, None, data, &ctx, &mut scratch, &mut out) {
             Outcome::Drop => {}
-            Outcome::Reply { .. } => {
+            Outcome::Reply { .. } | Outcome::Notify { .. } => {
                 assert!(out.len() >= 12, "reply shorter than a header");
                 assert_eq!(&out[..2], &data[..2], "id echoed");
                 assert!(out[2] & 0x80 != 0, "QR set");

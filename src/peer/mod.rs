@@ -252,6 +252,7 @@ struct PeerState {
     synced_serial: Option<u32>,
     last_serial: Option<u32>,
     warned_refused: bool,
+    warned_auth: bool,
 }
 
 async fn peer_task(
@@ -270,6 +271,7 @@ async fn peer_task(
         synced_serial: None,
         last_serial: None,
         warned_refused: false,
+        warned_auth: false,
     };
     let mut heartbeat = tokio::time::interval(cfg.peer_exchange.heartbeat);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -319,12 +321,20 @@ async fn peer_task(
                 match heartbeat_check(&cfg, &ctx, &tag, &mut client).await {
                     Ok(serial) => {
                         state.failures = 0;
+                        state.warned_auth = false;
                         state.last_serial = serial;
                         if !state.up || serial.is_none() || serial != state.synced_serial {
                             sync = true;
                         }
                     }
-                    Err(e) => fail(&tag, &cfg, &ctx, &mut state, &e.to_string()).await,
+                    Err(e) => {
+                        if matches!(e, ExchangeError::Tls(_) | ExchangeError::Tsig(_)) && !state.warned_auth {
+                            // misconfiguration, not an outage: say so once, loudly
+                            state.warned_auth = true;
+                            tracing::warn!(peer = %tag, "peer exchange refused: {e}");
+                        }
+                        fail(&tag, &cfg, &ctx, &mut state, &e.to_string()).await;
+                    }
                 }
             }
             _ = resync.tick() => sync = true,

@@ -186,6 +186,11 @@ pub fn eventually(within: Duration, mut f: impl FnMut() -> bool) -> bool {
 /// 127.0.0.1, written as PEM files into `dir` with the given file prefix.
 /// Returns (ca, cert, key) paths.
 pub fn make_certs(dir: &Path, prefix: &str) -> (PathBuf, PathBuf, PathBuf) {
+    make_certs_for(dir, prefix, &["127.0.0.1"])
+}
+
+/// A private CA and a leaf for `dns.example.test` and the given IPs.
+pub fn make_certs_for(dir: &Path, prefix: &str, ips: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, SanType};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -194,8 +199,10 @@ pub fn make_certs(dir: &Path, prefix: &str) -> (PathBuf, PathBuf, PathBuf) {
         .push(DnType::CommonName, format!("k8gb test CA {prefix}"));
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
     let mut leaf = CertificateParams::new(vec!["dns.example.test".to_string()]).unwrap();
-    leaf.subject_alt_names
-        .push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    for ip in ips {
+        leaf.subject_alt_names
+            .push(SanType::IpAddress(ip.parse().unwrap()));
+    }
     let leaf_key = KeyPair::generate().unwrap();
     let cert = leaf.signed_by(&leaf_key, &ca).unwrap();
     let paths = (
@@ -244,4 +251,10 @@ pub fn make_mmdb(path: &Path, spec: &serde_json::Value) {
         "building the test database failed (run `pip install mmdb-writer` or `bash scripts/test.sh`): {}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Starts `k8gb run` with a config written to `path` (kept by the caller).
+pub fn start_file(path: &Path, config: &str) -> Server {
+    std::fs::write(path, config).unwrap();
+    start_at(path, None)
 }
