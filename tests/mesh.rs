@@ -4,6 +4,8 @@
 //! grace, a dropped packet changing nothing, DoT (and a foreign CA refused),
 //! TSIG, and interoperability with an upstream k8gb peer.
 
+#![allow(clippy::needless_range_loop)] // cluster i indexes TAGS and its addresses alike
+
 mod common;
 
 use std::collections::HashMap;
@@ -289,16 +291,16 @@ impl Relay {
             let clients: Mutex<HashMap<[u8; 2], SocketAddr>> = Mutex::new(HashMap::new());
             let mut buf = [0u8; 4096];
             while !stop.load(Ordering::Relaxed) {
-                if let Ok((n, from)) = front.recv_from(&mut buf) {
-                    if n >= 2 {
-                        if drop_next.load(Ordering::SeqCst) > 0 {
-                            drop_next.fetch_sub(1, Ordering::SeqCst);
-                            dropped.fetch_add(1, Ordering::SeqCst);
-                            continue;
-                        }
-                        clients.lock().unwrap().insert([buf[0], buf[1]], from);
-                        let _ = back.send(&buf[..n]);
+                if let Ok((n, from)) = front.recv_from(&mut buf)
+                    && n >= 2
+                {
+                    if drop_next.load(Ordering::SeqCst) > 0 {
+                        drop_next.fetch_sub(1, Ordering::SeqCst);
+                        dropped.fetch_add(1, Ordering::SeqCst);
+                        continue;
                     }
+                    clients.lock().unwrap().insert([buf[0], buf[1]], from);
+                    let _ = back.send(&buf[..n]);
                 }
                 while let Ok(n) = back.recv(&mut buf) {
                     if n >= 2
