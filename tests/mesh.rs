@@ -486,7 +486,10 @@ fn notify_from_an_unknown_source_is_ignored_and_counted() {
 /// Plays an upstream (Go) k8gb peer: CoreDNS with the k8s_crd plugin.
 /// Answers `localtargets-rr` A with its target, AAAA with NODATA, the apex
 /// SOA, NOTIFY with NOTIMP; records every question it gets.
-fn fake_upstream_peer(listen: &str) -> (Arc<Mutex<Vec<(String, u16, bool)>>>, Arc<AtomicBool>) {
+/// Questions the fake peer received: (name, qtype, RD flag).
+type Seen = Arc<Mutex<Vec<(String, u16, bool)>>>;
+
+fn fake_upstream_peer(listen: &str) -> (Seen, Arc<AtomicBool>) {
     use hickory_proto::op::{Message, MessageType, OpCode, ResponseCode};
     use hickory_proto::rr::rdata::{A, SOA};
     use hickory_proto::rr::{Name, RData, Record, RecordType};
