@@ -32,6 +32,15 @@ enum Command {
         #[command(flatten)]
         config: Box<ConfigArgs>,
     },
+    /// Start a three-cluster mesh on loopback, fail eu over and back, and print the answers.
+    Demo {
+        /// Keep the mesh running after the scenario (until Ctrl-C) and print how to query it.
+        #[arg(long)]
+        keep: bool,
+        /// Last octet of the first cluster's address: clusters on 127.0.0.N..N+2, backends on N+10..N+12.
+        #[arg(long, default_value_t = 11, value_parser = clap::value_parser!(u8).range(1..=240))]
+        base: u8,
+    },
     /// Parse and validate the configuration (flags, environment, file) and exit.
     CheckConfig {
         #[command(flatten)]
@@ -44,6 +53,13 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::CheckConfig { config } => check_config(&config),
+        Command::Demo { keep, base } => match k8gb::demo::run(k8gb::demo::DemoOptions { keep, base }) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Run { config } => match k8gb::run::run(*config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
