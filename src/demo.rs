@@ -29,6 +29,31 @@ pub struct DemoOptions {
     pub keep: bool,
     /// First loopback address's last octet group: clusters at 127.0.0.{base,base+1,base+2}.
     pub base: u8,
+    /// Failover/fail-back cycles to run and time (benchmark mode prints one JSON line each).
+    pub cycles: u32,
+    /// Send NOTIFY on changes (off: peers notice by their heartbeat poll).
+    pub notify: bool,
+    /// Seconds between peer heartbeats.
+    pub heartbeat: f64,
+    /// Peer exchange over DNS-over-TLS with this CA, certificate and key
+    /// (one certificate whose SANs cover the three cluster addresses).
+    pub dot: Option<(PathBuf, PathBuf, PathBuf)>,
+    /// Print one JSON object per cycle instead of tables.
+    pub json: bool,
+}
+
+impl Default for DemoOptions {
+    fn default() -> Self {
+        DemoOptions {
+            keep: false,
+            base: 11,
+            cycles: 1,
+            notify: true,
+            heartbeat: 0.25,
+            dot: None,
+            json: false,
+        }
+    }
 }
 
 fn dns_ip(i: usize, o: &DemoOptions) -> IpAddr {
@@ -58,8 +83,8 @@ dnsAddress: "{dns}:{DNS_PORT}"
 metricsAddress: "{dns}:0"
 log: {{level: warn}}
 dnsZones: [{{parentZone: example.com, loadBalancedZone: cloud.example.com, dnsZoneNegTTL: 5}}]
-peerExchange: {{heartbeatSeconds: 0.25, graceAttempts: 3, timeoutSeconds: 0.25}}
-peers:
+peerExchange: {{heartbeatSeconds: {hb}, graceAttempts: 3, timeoutSeconds: 0.25, notify: {notify}{dot_peer}}}
+{dot_server}peers:
 {peers}gslbs:
   - name: roundrobin
     hosts: [roundrobin.cloud.example.com]
@@ -79,6 +104,27 @@ peers:
 "#,
         tag = TAGS[i],
         dns = dns_ip(i, o),
+        hb = o.heartbeat,
+        notify = o.notify,
+        dot_peer = match &o.dot {
+            Some((ca, cert, key)) => format!(
+                ", transport: dot, dotPort: 8853, tls: {{caFile: \"{}\", certFile: \"{}\", keyFile: \"{}\"}}",
+                ca.display(),
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        },
+        dot_server = match &o.dot {
+            Some((ca, cert, key)) => format!(
+                "dot: {{address: \"{}:8853\", certFile: \"{}\", keyFile: \"{}\", clientCaFile: \"{}\"}}\n",
+                dns_ip(i, o),
+                cert.display(),
+                key.display(),
+                ca.display()
+            ),
+            None => String::new(),
+        },
     )
 }
 
@@ -233,18 +279,79 @@ fn table(a: &[Vec<Vec<IpAddr>>], o: &DemoOptions) -> String {
 }
 
 /// Waits (bounded) until every cluster answers `want(host)` for every host.
-async fn wait_for(o: &DemoOptions, want: &dyn Fn(usize) -> Vec<IpAddr>, limit: Duration) -> Option<Duration> {
+async fn wait_for(o: &DemoOptions, want: &dyn Fn(usize) -> Vec<IpAddr>, limit: Duration) -> Option<Instant> {
     let start = Instant::now();
     while start.elapsed() < limit {
         let a = answers(o).await;
-        if a.iter()
-            .all(|row| row.iter().enumerate().all(|(h, ips)| *ips == want(h)))
-        {
-            return Some(start.elapsed());
+        if a.iter().all(|row| row.iter().enumerate().all(|(h, ips)| *ips == want(h))) {
+            return Some(Instant::now());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
     None
+}
+
+/// Waits until eu itself publishes (or withdraws) its local target: the
+/// moment of the local health change, seen from outside.
+async fn wait_local(o: &DemoOptions, present: bool, limit: Duration) -> Option<Instant> {
+    let ep = Endpoint {
+        dns: SocketAddr::new(dns_ip(0, o), DNS_PORT),
+        dot: SocketAddr::new(dns_ip(0, o), DNS_PORT),
+        server_name: rustls::pki_types::ServerName::IpAddress(dns_ip(0, o).into()),
+    };
+    let name = Name::from_ascii("localtargets-failover.cloud.example.com.").ok()?;
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let mut client = PeerClient::plain(Duration::from_millis(300), None);
+        if let Ok(m) = client.query(&ep, &name, RecordType::A, false).await
+            && m.answers.is_empty() != present
+        {
+            return Some(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    None
+}
+
+/// Prints a cycle's timings: from the backend change (`from`), from eu's own
+/// local change (`local`), to every cluster answering the new set.
+async fn report(
+    o: &DemoOptions,
+    cycle: u32,
+    what: &str,
+    from: Instant,
+    local: Option<Instant>,
+    converged: Instant,
+    verbose: bool,
+) {
+    let total = converged.saturating_duration_since(from);
+    let propagation = local.map(|l| converged.saturating_duration_since(l));
+    if o.json {
+        println!(
+            "{{\"cycle\":{cycle},\"event\":\"{what}\",\"total_ms\":{:.3},\"detect_ms\":{},\"propagation_ms\":{}}}",
+            total.as_secs_f64() * 1000.0,
+            local
+                .map(|l| format!("{:.3}", l.saturating_duration_since(from).as_secs_f64() * 1000.0))
+                .unwrap_or("null".into()),
+            propagation
+                .map(|p| format!("{:.3}", p.as_secs_f64() * 1000.0))
+                .unwrap_or("null".into()),
+        );
+    } else if verbose {
+        let prop = propagation
+            .map(|p| format!(", {} ms after eu's own answer changed", p.as_millis()))
+            .unwrap_or_default();
+        let label = if what == "failover" {
+            "every cluster answers without eu after"
+        } else {
+            "fail-back everywhere after"
+        };
+        println!(
+            "   {label} {} ms (probe detection + NOTIFY push{prop}):",
+            total.as_millis()
+        );
+        print!("{}", table(&answers(o).await, o));
+    }
 }
 
 /// Runs the demo. Errors are one line for the user.
@@ -266,14 +373,14 @@ async fn demo(o: DemoOptions) -> Result<(), String> {
     }
     println!("k8gb demo: three clusters on loopback, no Kubernetes needed");
     let mut clusters = Vec::new();
-    for i in 0..3 {
-        let cfg = dir.join(format!("{}.yaml", TAGS[i]));
+    for (i, tag) in TAGS.iter().enumerate() {
+        let cfg = dir.join(format!("{tag}.yaml"));
         std::fs::write(&cfg, config(i, &o, port)).map_err(|e| format!("{}: {e}", cfg.display()))?;
-        let log = dir.join(format!("{}.log", TAGS[i]));
+        let log = dir.join(format!("{tag}.log"));
         let child = spawn(&exe, &cfg, &log)?;
         println!(
             "  cluster {:<2}  DNS {}:{DNS_PORT}   backend http://{}:{port}/healthz   config {}",
-            TAGS[i],
+            tag,
             dns_ip(i, &o),
             backend_ip(i, &o),
             cfg.display()
@@ -311,29 +418,34 @@ async fn demo(o: DemoOptions) -> Result<(), String> {
     );
     print!("{}", table(&answers(&o).await, &o));
 
-    println!("\n2. eu's backend goes down (its probes fail twice, 100 ms apart)...");
-    ups[0].store(false, Ordering::Relaxed);
-    let t = wait_for(&o, &eu_down, Duration::from_secs(20))
-        .await
-        .ok_or_else(|| format!("failover did not converge within 20 s; logs in {}", dir.display()))?;
-    println!(
-        "   every cluster answers without eu after {} ms (probe detection + NOTIFY push):",
-        t.as_millis()
-    );
-    print!("{}", table(&answers(&o).await, &o));
-
-    println!("\n3. eu's backend comes back...");
-    ups[0].store(true, Ordering::Relaxed);
-    let t = wait_for(&o, &healthy, Duration::from_secs(20))
-        .await
-        .ok_or_else(|| {
-            format!(
-                "fail-back did not converge within 20 s; logs in {}",
-                dir.display()
-            )
-        })?;
-    println!("   fail-back everywhere after {} ms:", t.as_millis());
-    print!("{}", table(&answers(&o).await, &o));
+    for cycle in 1..=o.cycles.max(1) {
+        let verbose = !o.json && cycle == 1;
+        if verbose {
+            println!("\n2. eu's backend goes down (its probes fail twice, 100 ms apart)...");
+        }
+        let down_at = Instant::now();
+        ups[0].store(false, Ordering::Relaxed);
+        let local = wait_local(&o, false, Duration::from_secs(20)).await;
+        let t = wait_for(&o, &eu_down, Duration::from_secs(20))
+            .await
+            .ok_or_else(|| format!("failover did not converge within 20 s; logs in {}", dir.display()))?;
+        report(&o, cycle, "failover", down_at, local, t, verbose).await;
+        let up_at = Instant::now();
+        ups[0].store(true, Ordering::Relaxed);
+        if verbose {
+            println!("\n3. eu's backend comes back...");
+        }
+        let local = wait_local(&o, true, Duration::from_secs(20)).await;
+        let t = wait_for(&o, &healthy, Duration::from_secs(20))
+            .await
+            .ok_or_else(|| {
+                format!(
+                    "fail-back did not converge within 20 s; logs in {}",
+                    dir.display()
+                )
+            })?;
+        report(&o, cycle, "failback", up_at, local, t, verbose).await;
+    }
 
     if o.keep {
         println!("\nThe mesh keeps running (Ctrl-C stops it). Try:");

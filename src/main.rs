@@ -40,6 +40,21 @@ enum Command {
         /// Last octet of the first cluster's address: clusters on 127.0.0.N..N+2, backends on N+10..N+12.
         #[arg(long, default_value_t = 11, value_parser = clap::value_parser!(u8).range(1..=240))]
         base: u8,
+        /// Benchmark mode: failover/fail-back cycles to time (see bench/convergence).
+        #[arg(long, default_value_t = 1, hide = true)]
+        cycles: u32,
+        /// Benchmark mode: print one JSON line per event.
+        #[arg(long, hide = true)]
+        json: bool,
+        /// Benchmark mode: no NOTIFY, peers notice changes by their heartbeat poll.
+        #[arg(long, hide = true)]
+        no_notify: bool,
+        /// Benchmark mode: seconds between peer heartbeats.
+        #[arg(long, default_value_t = 0.25, hide = true)]
+        heartbeat: f64,
+        /// Benchmark mode: peer exchange over DoT with this CA, certificate, key (comma-separated paths).
+        #[arg(long, hide = true, value_name = "CA,CERT,KEY")]
+        dot: Option<String>,
     },
     /// Parse and validate the configuration (flags, environment, file) and exit.
     CheckConfig {
@@ -53,13 +68,24 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Crd { out_dir } => print_crds(out_dir),
         Command::CheckConfig { config } => check_config(&config),
-        Command::Demo { keep, base } => match k8gb::demo::run(k8gb::demo::DemoOptions { keep, base }) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+        Command::Demo {
+            keep,
+            base,
+            cycles,
+            json,
+            no_notify,
+            heartbeat,
+            dot,
+        } => {
+            match demo_options(keep, base, cycles, json, no_notify, heartbeat, dot).and_then(k8gb::demo::run)
+            {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
+        }
         Command::Run { config } => match k8gb::run::run(*config) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -68,6 +94,38 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+fn demo_options(
+    keep: bool,
+    base: u8,
+    cycles: u32,
+    json: bool,
+    no_notify: bool,
+    heartbeat: f64,
+    dot: Option<String>,
+) -> Result<k8gb::demo::DemoOptions, String> {
+    let dot = match dot {
+        None => None,
+        Some(s) => {
+            let parts: Vec<PathBuf> = s.split(',').map(PathBuf::from).collect();
+            let [ca, cert, key] = <[PathBuf; 3]>::try_from(parts)
+                .map_err(|_| "--dot needs three comma-separated paths: CA,CERT,KEY".to_string())?;
+            Some((ca, cert, key))
+        }
+    };
+    if !(0.01..=60.0).contains(&heartbeat) {
+        return Err(format!("--heartbeat {heartbeat} is out of range 0.01..=60"));
+    }
+    Ok(k8gb::demo::DemoOptions {
+        keep,
+        base,
+        cycles,
+        notify: !no_notify,
+        heartbeat,
+        dot,
+        json,
+    })
 }
 
 fn print_crds(out_dir: Option<PathBuf>) -> ExitCode {
