@@ -283,7 +283,9 @@ async fn wait_for(o: &DemoOptions, want: &dyn Fn(usize) -> Vec<IpAddr>, limit: D
     let start = Instant::now();
     while start.elapsed() < limit {
         let a = answers(o).await;
-        if a.iter().all(|row| row.iter().enumerate().all(|(h, ips)| *ips == want(h))) {
+        if a.iter()
+            .all(|row| row.iter().enumerate().all(|(h, ips)| *ips == want(h)))
+        {
             return Some(Instant::now());
         }
         tokio::time::sleep(Duration::from_millis(2)).await;
@@ -423,6 +425,10 @@ async fn demo(o: DemoOptions) -> Result<(), String> {
         if verbose {
             println!("\n2. eu's backend goes down (its probes fail twice, 100 ms apart)...");
         }
+        // a random pause decouples the change from the peers' heartbeat phase
+        if o.cycles > 1 {
+            tokio::time::sleep(Duration::from_millis(rand::random_range(0..1000))).await;
+        }
         let down_at = Instant::now();
         ups[0].store(false, Ordering::Relaxed);
         let local = wait_local(&o, false, Duration::from_secs(20)).await;
@@ -430,6 +436,9 @@ async fn demo(o: DemoOptions) -> Result<(), String> {
             .await
             .ok_or_else(|| format!("failover did not converge within 20 s; logs in {}", dir.display()))?;
         report(&o, cycle, "failover", down_at, local, t, verbose).await;
+        if o.cycles > 1 {
+            tokio::time::sleep(Duration::from_millis(rand::random_range(0..1000))).await;
+        }
         let up_at = Instant::now();
         ups[0].store(true, Ordering::Relaxed);
         if verbose {
