@@ -27,3 +27,19 @@ check-config FILE="examples/standalone.yaml":
 # Build the release binary.
 build:
     cargo build --release
+
+# Fuzz the DNS query path for SECONDS (stable toolchain via RUSTC_BOOTSTRAP; needs `cargo install cargo-fuzz`).
+fuzz SECONDS="300":
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run query_path -- -max_total_time={{SECONDS}}
+
+# The three-cluster demo on loopback (failover and fail-back, timed).
+demo:
+    cargo run --release -- demo
+
+# Throughput and CPU per query against Knot DNS (installs knot and dnsperf if missing).
+bench-qps:
+    bench/dns-qps --rounds 3 --duration 10
+
+# Convergence of a health change across three clusters, push vs polling, UDP vs DoT.
+bench-convergence:
+    bench/convergence --cycles 30
