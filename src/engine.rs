@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GslbConfig};
-use crate::core::health::{self, Health, ServiceHealth};
+use crate::core::health::{self, ServiceHealth};
 use crate::core::names::{self, GeoTag};
 use crate::core::strategy::{self, Kind};
 use crate::dns::snapshot::{self, GlueInput, HostInput, Snapshot, ZoneInput, ZoneVersion};
@@ -347,19 +347,4 @@ impl Engine {
         }
         tracing::debug!("engine stopped");
     }
-}
-
-/// Health of a host for tests and reports.
-pub fn host_health(g: &GslbConfig, health: &HashMap<TargetKey, bool>) -> Health {
-    let services: Vec<ServiceHealth> = target_health(g, health)
-        .iter()
-        .map(|(_, ok)| {
-            if *ok {
-                ServiceHealth::Healthy
-            } else {
-                ServiceHealth::Unhealthy
-            }
-        })
-        .collect();
-    health::combine(g.policy, &services)
 }

@@ -1552,6 +1552,8 @@ mod tests {
             "k8gb_config_reloads_total",
             "k8gb_dns_queries_total",
             "k8gb_dns_dropped_total",
+            "k8gb_notify_received_total",
+            "k8gb_notify_sent_total",
         ] {
             assert!(text.contains(&format!("# TYPE {counter} counter\n")), "{counter}");
             assert!(text.contains(&format!("# HELP {counter} ")), "{counter}");
@@ -1560,7 +1562,9 @@ mod tests {
         assert!(text.contains("# TYPE k8gb_runtime_info gauge\n"));
         // Every family is declared once, and every sample belongs to one.
         let declared = text.lines().filter(|l| l.starts_with("# TYPE ")).count();
-        assert_eq!(declared, 15);
+        // 15 upstream and DNS families plus the two NOTIFY counters (pre-created at zero);
+        // k8gb_peer_up and k8gb_peer_syncs appear once a peer exists
+        assert_eq!(declared, 17);
         assert!(s.len() > 40);
     }
 

@@ -18,8 +18,8 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::{TSigResponseContext, TSigner};
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::snapshot::Snapshot;
@@ -307,6 +307,39 @@ pub fn bind_tcp(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
     Ok(socket.into())
 }
 
+/// Accepts connections until `cancel` fires, at most `limits.max_connections`
+/// at once (more are closed at once), and hands each to `serve`.
+async fn accept_loop<F>(
+    listener: TcpListener,
+    what: &'static str,
+    limits: StreamLimits,
+    cancel: CancellationToken,
+    serve: F,
+) where
+    F: Fn(TcpStream, SocketAddr, OwnedSemaphorePermit),
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!("{what} accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            tracing::debug!(client = %peer, "{what} connection limit reached, closing");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        serve(stream, peer, permit);
+    }
+}
+
 /// Serves DNS over TCP until `cancel` fires.
 pub async fn serve_tcp(
     listener: TcpListener,
@@ -314,34 +347,17 @@ pub async fn serve_tcp(
     limits: StreamLimits,
     cancel: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     // one recorder for all connections: registering one per connection would grow without bound
     let stats = shared.metrics.dns_worker();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!("tcp accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!(client = %peer, "tcp connection limit reached, closing");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        let stats = stats.clone();
+    let stop = cancel.clone();
+    accept_loop(listener, "tcp", limits, stop, move |stream, peer, permit| {
+        let (shared, cancel, stats) = (shared.clone(), cancel.clone(), stats.clone());
         tokio::spawn(async move {
             serve_stream(stream, &stats, peer, Transport::Tcp, &shared, limits, &cancel).await;
             drop(permit);
         });
-    }
+    })
+    .await;
 }
 
 /// Serves DNS over TLS until `cancel` fires; the configuration is read per
@@ -353,29 +369,11 @@ pub async fn serve_tls(
     limits: StreamLimits,
     cancel: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
     let stats = shared.metrics.dns_worker();
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::debug!("tls accept: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                }
-            },
-        };
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
-            tracing::debug!(client = %peer, "tls connection limit reached, closing");
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
+    let stop = cancel.clone();
+    accept_loop(listener, "tls", limits, stop, move |stream, peer, permit| {
         let acceptor = tokio_rustls::TlsAcceptor::from(config.load_full());
-        let shared = shared.clone();
-        let cancel = cancel.clone();
-        let stats = stats.clone();
+        let (shared, cancel, stats) = (shared.clone(), cancel.clone(), stats.clone());
         tokio::spawn(async move {
             match tokio::time::timeout(limits.handshake, acceptor.accept(stream)).await {
                 Ok(Ok(tls)) => {
@@ -386,7 +384,8 @@ pub async fn serve_tls(
             }
             drop(permit);
         });
-    }
+    })
+    .await;
 }
 
 /// RFC 1035 §4.2.2 framing: a two-byte length, then the message; several

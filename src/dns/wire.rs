@@ -311,21 +311,27 @@ pub fn reply_with_rcode(query: &[u8], rcode: u16, out: &mut Vec<u8>) -> Outcome 
     match parse(query) {
         Ok(q) => finish_simple(out, &q, query, rcode, false),
         Err(ParseError::Drop) => Outcome::Drop,
-        Err(ParseError::Reply { rcode, with_question }) => {
-            let flags = u16::from_be_bytes([query[2], query[3]]);
-            let qd = u16::from(with_question.is_some());
-            write_header(
-                out,
-                [query[0], query[1]],
-                response_flags(flags, false, rcode),
-                [qd, 0, 0, 0],
-            );
-            if let Some(end) = with_question {
-                out.extend_from_slice(&query[12..end]);
-            }
-            Outcome::Reply { qtype: 0, rcode }
-        }
+        Err(ParseError::Reply { rcode, with_question }) => error_reply(query, rcode, with_question, out),
     }
+}
+
+/// A reply to a message that did not parse as a query: the header echoed
+/// (ID, opcode, RD), and the question when it was readable.
+fn error_reply(query: &[u8], rcode: u16, with_question: Option<usize>, out: &mut Vec<u8>) -> Outcome {
+    let flags = u16::from_be_bytes([query[2], query[3]]);
+    let qd = u16::from(with_question.is_some());
+    write_header(
+        out,
+        [query[0], query[1]],
+        response_flags(flags, false, rcode),
+        [qd, 0, 0, 0],
+    );
+    let mut qtype = 0;
+    if let Some(end) = with_question {
+        out.extend_from_slice(&query[12..end]);
+        qtype = u16_at(query, end - 4).unwrap_or(0);
+    }
+    Outcome::Reply { qtype, rcode }
 }
 
 /// Sets the response code of a reply in place (used to refuse a NOTIFY).
@@ -392,20 +398,7 @@ pub fn respond(
         Ok(q) => q,
         Err(ParseError::Drop) => return Outcome::Drop,
         Err(ParseError::Reply { rcode, with_question }) => {
-            let flags = u16::from_be_bytes([query[2], query[3]]);
-            let qd = u16::from(with_question.is_some());
-            write_header(
-                out,
-                [query[0], query[1]],
-                response_flags(flags, false, rcode),
-                [qd, 0, 0, 0],
-            );
-            let mut qtype = 0;
-            if let Some(end) = with_question {
-                out.extend_from_slice(&query[12..end]);
-                qtype = u16_at(query, end - 4).unwrap_or(0);
-            }
-            return Outcome::Reply { qtype, rcode };
+            return error_reply(query, rcode, with_question, out);
         }
     };
     let key = &q.key[..q.key_len];
