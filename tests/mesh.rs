@@ -610,3 +610,93 @@ fn interoperates_with_an_upstream_k8gb_peer() {
     );
     stop.store(true, Ordering::Relaxed);
 }
+
+/// A minimal edge DNS: answers A for the peers' NS names (glue), as the
+/// parent zone does once clusters have delegated.
+fn fake_edge(listen: &str, glue: Vec<(&'static str, [u8; 4])>) -> Arc<AtomicBool> {
+    use hickory_proto::op::{Message, MessageType, ResponseCode};
+    use hickory_proto::rr::rdata::A;
+    use hickory_proto::rr::{RData, Record, RecordType};
+    let sock = UdpSocket::bind(listen).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while !stop2.load(Ordering::Relaxed) {
+            let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(q) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            let Some(question) = q.queries.first().cloned() else {
+                continue;
+            };
+            let name = question.name().to_ascii().to_lowercase();
+            let mut r = Message::new(q.metadata.id, MessageType::Response, q.metadata.op_code);
+            r.add_query(question.clone());
+            match glue.iter().find(|(n, _)| format!("{n}.") == name) {
+                Some((_, ip)) if question.query_type() == RecordType::A => {
+                    r.add_answer(Record::from_rdata(
+                        question.name().clone(),
+                        30,
+                        RData::A(A::from(std::net::Ipv4Addr::from(*ip))),
+                    ));
+                }
+                Some(_) => {}
+                None => r.metadata.response_code = ResponseCode::NXDomain,
+            }
+            let _ = sock.send_to(&r.to_vec().unwrap(), from);
+        }
+    });
+    stop
+}
+
+#[test]
+fn peers_found_by_geotag_through_the_edge_dns() {
+    let net = 39;
+    let dir = tempfile::tempdir().unwrap();
+    let edge = format!("{}:5353", ip(net, 9));
+    let stop = fake_edge(
+        &edge,
+        vec![
+            ("gslb-ns-eu-cloud.example.com", [127, 0, net, 11]),
+            ("gslb-ns-us-cloud.example.com", [127, 0, net, 12]),
+        ],
+    );
+    // like upstream: peers by geotag only, addresses from the edge DNS
+    let text = |i: usize| {
+        format!(
+            "clusterGeoTag: {tag}\ndnsAddress: {dns}\nmetricsAddress: {ip}:0\n\
+             dnsZones: [{{parentZone: example.com, loadBalancedZone: cloud.example.com}}]\n\
+             extGslbClustersGeoTags: eu,us\nedgeDNSServers: [\"{edge}\"]\n\
+             peerExchange: {{heartbeatSeconds: 0.2, timeoutSeconds: 0.3, port: 5353}}\n\
+             gslbs:\n  - {{name: rr, hosts: [rr.cloud.example.com], strategy: {{type: roundRobin}}, targets: [{{address: 10.{i}.0.1}}]}}\n",
+            tag = TAGS[i],
+            dns = addr(net, i),
+            ip = ip(net, i),
+        )
+    };
+    let eu = start_file(&dir.path().join("eu.yaml"), &text(0));
+    let us = start_file(&dir.path().join("us.yaml"), &text(1));
+    for (s, i) in [(&eu, 0), (&us, 1)] {
+        assert!(
+            eventually(WAIT, || dig_short(addr(net, i), &["rr.cloud.example.com", "A"])
+                == ["10.0.0.1", "10.1.0.1"]),
+            "{}",
+            s.log_text()
+        );
+    }
+    assert!(eu.log_text().contains("peer found through the edge DNS"));
+    // NOTIFY from a discovered peer is accepted: its address is known
+    rewrite(
+        &dir.path().join("us.yaml"),
+        &text(1).replace("10.1.0.1", "10.1.0.2"),
+    );
+    assert!(eventually(WAIT, || dig_short(
+        addr(net, 0),
+        &["rr.cloud.example.com", "A"]
+    ) == ["10.0.0.1", "10.1.0.2"]));
+    stop.store(true, Ordering::Relaxed);
+}
