@@ -466,7 +466,7 @@ async fn demo(o: DemoOptions) -> Result<(), String> {
         }
         println!("  dig @{} -p {DNS_PORT} cloud.example.com NS", dns_ip(0, &o));
         println!(
-            "  edit {} (e.g. `healthy: false` on a target) and watch the answers change",
+            "  edit {} (e.g. change the weights or remove a target) and watch the answers change",
             dir.join("us.yaml").display()
         );
         println!("  logs: {}", dir.display());
