@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests run (command → package).
-declare -A APT=([dig]=bind9-dnsutils [kdig]=knot-dnsutils)
+declare -A APT=([dig]=bind9-dnsutils [kdig]=knot-dnsutils [named]=bind9)
 # PyPI packages the tests import (module → package).
 declare -A PIP=( [mmdb_writer]=mmdb-writer )
 

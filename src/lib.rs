@@ -6,6 +6,7 @@ pub mod admin;
 pub mod api;
 pub mod config;
 pub mod core;
+pub mod delegation;
 pub mod demo;
 pub mod dns;
 pub mod engine;

@@ -228,6 +228,22 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             }
         });
     }
+    if let Some(d) = &cfg.delegation {
+        let signer =
+            crate::peer::client::tsigner(&d.tsig).map_err(|e| start_err(1, format!("RFC 2136 TSIG: {e}")))?;
+        let first = &cfg.edge_dns_servers[0];
+        let server = tokio::net::lookup_host((first.host.as_str(), first.port))
+            .await
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or_else(|| start_err(1, format!("EDGE_DNS_SERVERS: cannot resolve {first}")))?;
+        let edge = crate::delegation::Edge {
+            server,
+            signer,
+            timeout: std::time::Duration::from_secs(5),
+        };
+        tasks.spawn(crate::delegation::run(cfg.clone(), edge, cancel.clone()));
+    }
     let limits = StreamLimits::default();
     for l in tcp {
         tasks.spawn(server::serve_tcp(l, shared.clone(), limits, cancel.clone()));

@@ -175,6 +175,31 @@ pub struct ConfigArgs {
     #[arg(long, env = "TSIG_SECRET_FILE", value_name = "FILE")]
     pub tsig_secret_file: Option<String>,
 
+    /// TSIG key name for RFC 2136 updates of the edge DNS (enables native delegation).
+    #[arg(long, env = "RFC2136_TSIG_KEY_NAME", value_name = "NAME")]
+    pub rfc2136_tsig_key_name: Option<String>,
+
+    /// TSIG algorithm for RFC 2136: hmac-sha256 or hmac-sha512 [default: hmac-sha256].
+    #[arg(long, env = "RFC2136_TSIG_ALGORITHM", value_name = "ALG")]
+    pub rfc2136_tsig_algorithm: Option<String>,
+
+    /// TSIG secret for RFC 2136, base64 (prefer RFC2136_TSIG_SECRET_FILE); never logged.
+    #[arg(
+        long,
+        env = "RFC2136_TSIG_SECRET",
+        value_name = "BASE64",
+        hide_env_values = true
+    )]
+    pub rfc2136_tsig_secret: Option<String>,
+
+    /// File holding the base64 TSIG secret for RFC 2136.
+    #[arg(long, env = "RFC2136_TSIG_SECRET_FILE", value_name = "FILE")]
+    pub rfc2136_tsig_secret_file: Option<String>,
+
+    /// Withdraw this cluster's NS and glue from the edge on shutdown [default: false].
+    #[arg(long, env = "DELEGATION_FINALIZE", value_name = "BOOL")]
+    pub delegation_finalize: Option<String>,
+
     /// MaxMind-format database for the geoip strategy; reloaded when it changes.
     #[arg(long, env = "GEOIP_DATABASE", value_name = "FILE")]
     pub geoip_database: Option<String>,

@@ -30,6 +30,7 @@ pub struct FileConfig {
     pub geoip: Option<FileGeoIp>,
     pub shutdown_grace_seconds: Option<i64>,
     pub peer_exchange: Option<FilePeerExchange>,
+    pub delegation: Option<FileDelegation>,
     /// Peers with their DNS addresses (geotag → address).
     #[serde(default)]
     pub peers: Vec<FilePeer>,
@@ -151,6 +152,15 @@ pub struct FilePeerTls {
     pub ca_file: Option<String>,
     pub cert_file: Option<String>,
     pub key_file: Option<String>,
+}
+
+/// Native RFC 2136 delegation to the edge DNS.
+#[derive(Deserialize, Debug, Clone, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FileDelegation {
+    pub tsig: Option<FileTsig>,
+    /// Withdraw this cluster's NS and glue on shutdown.
+    pub finalize: Option<bool>,
 }
 
 #[derive(Deserialize, Debug, Clone, Default)]

@@ -162,6 +162,14 @@ impl fmt::Debug for TsigKey {
     }
 }
 
+/// Native delegation: RFC 2136 updates of the first edge DNS server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegationConfig {
+    pub tsig: TsigKey,
+    /// Withdraw this cluster's NS and glue on shutdown.
+    pub finalize: bool,
+}
+
 /// Peer exchange settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerExchange {
@@ -281,6 +289,8 @@ pub struct Config {
     pub geoip: GeoIpConfig,
     pub shutdown_grace: Duration,
     pub peer_exchange: PeerExchange,
+    /// RFC 2136 delegation, when a key is configured.
+    pub delegation: Option<DelegationConfig>,
     pub gslbs: Vec<GslbConfig>,
     pub config_file: Option<PathBuf>,
     /// Deprecations and ignored settings, to be logged once logging is up.
@@ -323,10 +333,10 @@ impl Config {
         };
         let delegation = if self.extdns_enabled {
             "externaldns"
-        } else if self.edge_dns_servers.is_empty() {
-            "none"
-        } else {
+        } else if self.delegation.is_some() {
             "rfc2136"
+        } else {
+            "none"
         };
         let dot = match &self.dot {
             Some(d) => d.address.to_string(),
@@ -964,6 +974,58 @@ pub fn build(
     )?;
 
     let peer_exchange = peer_exchange(args, f.peer_exchange.clone().unwrap_or_default(), &dns_addresses)?;
+    let fdel = f.delegation.clone().unwrap_or_default();
+    let delegation = match tsig_key(
+        [
+            &args.rfc2136_tsig_key_name,
+            &args.rfc2136_tsig_algorithm,
+            &args.rfc2136_tsig_secret,
+            &args.rfc2136_tsig_secret_file,
+        ],
+        fdel.tsig.clone().unwrap_or_default(),
+        [
+            names!(
+                "RFC2136_TSIG_KEY_NAME",
+                "rfc2136-tsig-key-name",
+                "delegation.tsig.keyName"
+            ),
+            names!(
+                "RFC2136_TSIG_ALGORITHM",
+                "rfc2136-tsig-algorithm",
+                "delegation.tsig.algorithm"
+            ),
+            names!("RFC2136_TSIG_SECRET", "rfc2136-tsig-secret", ""),
+            names!(
+                "RFC2136_TSIG_SECRET_FILE",
+                "rfc2136-tsig-secret-file",
+                "delegation.tsig.secretFile"
+            ),
+        ],
+    )? {
+        None => None,
+        Some(tsig) => {
+            if edge_dns_servers.is_empty() {
+                return Err(ConfigError::new(
+                    "EDGE_DNS_SERVERS (--edge-dns-servers)",
+                    "required with RFC2136_TSIG_KEY_NAME: the edge server that receives the updates",
+                ));
+            }
+            if extdns_enabled {
+                return Err(ConfigError::new(
+                    "RFC2136_TSIG_KEY_NAME (--rfc2136-tsig-key-name)",
+                    "RFC 2136 delegation and EXTDNS_ENABLED exclude each other: choose one provider",
+                ));
+            }
+            let finalize = match cli_bool(
+                &args.delegation_finalize,
+                names!("DELEGATION_FINALIZE", "delegation-finalize", ""),
+            )? {
+                Some(b) => b,
+                None => fdel.finalize.unwrap_or(false),
+            };
+            Some(DelegationConfig { tsig, finalize })
+        }
+    };
 
     let mesh: BTreeSet<&GeoTag> = std::iter::once(&geo_tag).chain(peers.keys()).collect();
     let gslbs = validate_gslbs(&f.gslbs, &zones, &mesh)?;
@@ -999,6 +1061,7 @@ pub fn build(
         geoip,
         shutdown_grace: Duration::from_secs(grace as u64),
         peer_exchange,
+        delegation,
         gslbs,
         config_file: path.map(Path::to_path_buf),
         warnings,
@@ -1283,39 +1346,61 @@ fn peer_exchange(
         (None, PeerTransport::Udp) => None,
     };
 
-    let ftsig = f.tsig.clone().unwrap_or_default();
-    let key_name = pick_text(
-        &args.tsig_key_name,
-        ftsig.key_name,
-        names!("TSIG_KEY_NAME", "tsig-key-name", "peerExchange.tsig.keyName"),
-    );
-    let secret_file = pick_text(
-        &args.tsig_secret_file,
-        ftsig.secret_file,
-        names!(
-            "TSIG_SECRET_FILE",
-            "tsig-secret-file",
-            "peerExchange.tsig.secretFile"
-        ),
-    );
+    let tsig = tsig_key(
+        [
+            &args.tsig_key_name,
+            &args.tsig_algorithm,
+            &args.tsig_secret,
+            &args.tsig_secret_file,
+        ],
+        f.tsig.clone().unwrap_or_default(),
+        [
+            names!("TSIG_KEY_NAME", "tsig-key-name", "peerExchange.tsig.keyName"),
+            names!("TSIG_ALGORITHM", "tsig-algorithm", "peerExchange.tsig.algorithm"),
+            names!("TSIG_SECRET", "tsig-secret", ""),
+            names!(
+                "TSIG_SECRET_FILE",
+                "tsig-secret-file",
+                "peerExchange.tsig.secretFile"
+            ),
+        ],
+    )?;
+    Ok(PeerExchange {
+        transport,
+        port,
+        dot_port,
+        heartbeat,
+        grace_attempts,
+        timeout,
+        notify,
+        source_ip,
+        tls,
+        tsig,
+    })
+}
+
+/// A TSIG key from name, algorithm and secret settings (`cli` and `n` in
+/// that order: key name, algorithm, secret, secret file).
+fn tsig_key(
+    cli: [&Option<String>; 4],
+    f: file::FileTsig,
+    n: [Names; 4],
+) -> Result<Option<TsigKey>, ConfigError> {
+    let [cli_name, cli_alg, cli_secret, cli_secret_file] = cli;
+    let [n_name, n_alg, n_secret, n_secret_file] = n;
+    let key_name = pick_text(cli_name, f.key_name, n_name);
+    let secret_file = pick_text(cli_secret_file, f.secret_file, n_secret_file);
     let tsig = match key_name {
         None => {
-            if args.tsig_secret.is_some() || secret_file.is_some() {
-                return Err(ConfigError::new(
-                    "TSIG_KEY_NAME (--tsig-key-name)",
-                    "required with a TSIG secret",
-                ));
+            if cli_secret.is_some() || secret_file.is_some() {
+                return Err(ConfigError::new(n_name.cli(), "required with a TSIG secret"));
             }
             None
         }
         Some(name) => {
             names::validate_dns_name(&name.value)
                 .map_err(|e| ConfigError::new(&name.field, format!("{:?} {e}", name.value)))?;
-            let algorithm = match pick_text(
-                &args.tsig_algorithm,
-                ftsig.algorithm,
-                names!("TSIG_ALGORITHM", "tsig-algorithm", "peerExchange.tsig.algorithm"),
-            ) {
+            let algorithm = match pick_text(cli_alg, f.algorithm, n_alg) {
                 None => TsigAlgorithm::HmacSha256,
                 Some(p) => match p.value.trim().to_ascii_lowercase().trim_end_matches('.') {
                     "hmac-sha256" => TsigAlgorithm::HmacSha256,
@@ -1329,8 +1414,8 @@ fn peer_exchange(
                 },
             };
             // the secret's value never appears in an error message
-            let (text, field) = match (&args.tsig_secret, secret_file) {
-                (Some(s), _) => (s.clone(), "TSIG_SECRET (--tsig-secret)".to_string()),
+            let (text, field) = match (cli_secret, secret_file) {
+                (Some(s), _) => (s.clone(), n_secret.cli()),
                 (None, Some(p)) => (
                     std::fs::read_to_string(&p.value)
                         .map_err(|e| ConfigError::new(&p.field, format!("{:?}: {e}", p.value)))?,
@@ -1338,8 +1423,11 @@ fn peer_exchange(
                 ),
                 (None, None) => {
                     return Err(ConfigError::new(
-                        "TSIG_SECRET_FILE (--tsig-secret-file)",
-                        "a TSIG key needs its secret (TSIG_SECRET_FILE or TSIG_SECRET)",
+                        n_secret_file.cli(),
+                        format!(
+                            "a TSIG key needs its secret ({} or {})",
+                            n_secret_file.env, n_secret.env
+                        ),
                     ));
                 }
             };
@@ -1361,18 +1449,7 @@ fn peer_exchange(
             })
         }
     };
-    Ok(PeerExchange {
-        transport,
-        port,
-        dot_port,
-        heartbeat,
-        grace_attempts,
-        timeout,
-        notify,
-        source_ip,
-        tls,
-        tsig,
-    })
+    Ok(tsig)
 }
 
 fn validate_probe(p: &file::FileProbe, field: &str) -> Result<ProbeConfig, ConfigError> {

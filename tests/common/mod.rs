@@ -162,7 +162,8 @@ pub fn dig_short(server: SocketAddr, args: &[&str]) -> Vec<String> {
     let mut lines: Vec<String> = dig(server, &a)
         .lines()
         .map(str::to_string)
-        .filter(|l| !l.is_empty())
+        // dig prints transport errors on stdout too (";; communications error…")
+        .filter(|l| !l.is_empty() && !l.starts_with(';'))
         .collect();
     lines.sort();
     lines

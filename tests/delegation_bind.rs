@@ -1,0 +1,261 @@
+//! Native delegation against a real BIND 9 edge (RFC 2136 + TSIG): clusters
+//! add their NS and glue, a withdrawing cluster removes only its own, a
+//! wrong key is refused and changes nothing, and a resolution that starts at
+//! the edge reaches our servers.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{dig, dig_short, eventually, require, start_file};
+
+const SECRET: &str = "ZWRnZS1rZXktc2VjcmV0LWZvci1rOGdiLXRlc3RzLTMyYg==";
+const WRONG: &str = "d3Jvbmcta2V5LXNlY3JldC1mb3ItazhnYi10ZXN0cy0zMg==";
+const TAGS: [&str; 3] = ["eu", "us", "ap"];
+
+struct Bind {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Bind {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `named` for example.com on `ip`:5399, updates allowed with the test key.
+/// (named listens only on addresses of configured interfaces: use 127.0.0.1.)
+fn bind(dir: &Path, ip: &str) -> Bind {
+    require("named", "bind9");
+    require("dig", "bind9-dnsutils");
+    let d = dir.display();
+    std::fs::write(
+        dir.join("example.com.db"),
+        format!(
+            "$TTL 30\n@ IN SOA ns1.example.com. hostmaster.example.com. 1 7200 1800 86400 30\n\
+             @ IN NS ns1.example.com.\nns1 IN A {ip}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("named.conf"),
+        format!(
+            r#"options {{
+    directory "{d}";
+    listen-on port 5399 {{ {ip}; }};
+    listen-on-v6 {{ none; }};
+    recursion no;
+    allow-query {{ any; }};
+    pid-file "{d}/named.pid";
+    session-keyfile "{d}/session.key";
+    managed-keys-directory "{d}";
+    dnssec-validation no;
+}};
+controls {{ }};
+key "k8gb-edge" {{ algorithm hmac-sha256; secret "{SECRET}"; }};
+zone "example.com" {{
+    type primary;
+    file "{d}/example.com.db";
+    update-policy {{ grant k8gb-edge zonesub ANY; }};
+}};
+"#
+        ),
+    )
+    .unwrap();
+    // named drops to the bind user: it must be able to write its journal here
+    let _ = Command::new("chown").args(["-R", "bind:bind"]).arg(dir).status();
+    let _ = Command::new("chmod").args(["755"]).arg(dir).status();
+    let child = Command::new("named")
+        .args(["-g", "-u", "bind", "-c"])
+        .arg(dir.join("named.conf"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start named");
+    let addr: SocketAddr = format!("{ip}:5399").parse().unwrap();
+    let b = Bind { child, addr };
+    assert!(
+        eventually(Duration::from_secs(15), || !dig_short(
+            addr,
+            &["example.com", "SOA"]
+        )
+        .is_empty()),
+        "named did not start"
+    );
+    b
+}
+
+fn cluster(net: u8, i: usize, edge: SocketAddr, secret_file: &Path, finalize: bool) -> String {
+    let peers: String = (0..3)
+        .filter(|j| *j != i)
+        .map(|j| {
+            format!(
+                "  - {{geoTag: {}, address: \"127.0.{net}.{}:5353\"}}\n",
+                TAGS[j],
+                11 + j
+            )
+        })
+        .collect();
+    format!(
+        "clusterGeoTag: {tag}\ndnsAddress: 127.0.{net}.{n}:5353\nmetricsAddress: 127.0.{net}.{n}:0\n\
+         dnsZones: [{{parentZone: example.com, loadBalancedZone: cloud.example.com}}]\n\
+         edgeDNSServers: [\"{edge}\"]\nzoneDelegationReconcileRequeueSeconds: 1\nnsRecordTTL: 17\n\
+         delegation: {{finalize: {finalize}, tsig: {{keyName: k8gb-edge, secretFile: \"{sf}\"}}}}\n\
+         peerExchange: {{heartbeatSeconds: 0.2}}\npeers:\n{peers}\
+         gslbs: [{{name: app, hosts: [app.cloud.example.com], strategy: {{type: roundRobin}}, targets: [{{address: 10.{i}.0.1}}]}}]\n",
+        tag = TAGS[i],
+        n = 11 + i,
+        sf = secret_file.display(),
+    )
+}
+
+fn edge_ns(edge: SocketAddr) -> Vec<String> {
+    // the parent answers with a referral: the NS RRset is in the authority section
+    let out = dig(
+        edge,
+        &[
+            "+norec",
+            "+noall",
+            "+authority",
+            "+answer",
+            "cloud.example.com",
+            "NS",
+        ],
+    );
+    let mut v: Vec<String> = out
+        .lines()
+        .filter(|l| l.contains("\tNS\t"))
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+#[test]
+fn clusters_delegate_withdraw_and_a_wrong_key_changes_nothing() {
+    let net = 51;
+    let dir = tempfile::tempdir().unwrap();
+    let bind_dir = dir.path().join("bind");
+    std::fs::create_dir(&bind_dir).unwrap();
+    let edge = bind(&bind_dir, "127.0.0.1");
+    let secret = dir.path().join("edge.secret");
+    std::fs::write(&secret, SECRET).unwrap();
+
+    let eu = start_file(
+        &dir.path().join("eu.yaml"),
+        &cluster(net, 0, edge.addr, &secret, false),
+    );
+    let us = start_file(
+        &dir.path().join("us.yaml"),
+        &cluster(net, 1, edge.addr, &secret, false),
+    );
+    let two = ["gslb-ns-eu-cloud.example.com.", "gslb-ns-us-cloud.example.com."];
+    assert!(
+        eventually(Duration::from_secs(15), || edge_ns(edge.addr) == two),
+        "{:?}\n{}",
+        edge_ns(edge.addr),
+        eu.log_text()
+    );
+    assert_eq!(
+        dig_short(edge.addr, &["gslb-ns-eu-cloud.example.com", "A"]),
+        [format!("127.0.{net}.11")]
+    );
+    assert_eq!(
+        dig_short(edge.addr, &["gslb-ns-us-cloud.example.com", "A"]),
+        [format!("127.0.{net}.12")]
+    );
+    let ttl = dig(
+        edge.addr,
+        &["+noall", "+answer", "gslb-ns-eu-cloud.example.com", "A"],
+    );
+    let fields: Vec<&str> = ttl.split_whitespace().collect();
+    assert_eq!(fields.get(1), Some(&"17"), "NS_RECORD_TTL on the glue: {ttl}");
+
+    // a third cluster joins, with finalization on
+    let mut ap = start_file(
+        &dir.path().join("ap.yaml"),
+        &cluster(net, 2, edge.addr, &secret, true),
+    );
+    let three = [
+        "gslb-ns-ap-cloud.example.com.",
+        "gslb-ns-eu-cloud.example.com.",
+        "gslb-ns-us-cloud.example.com.",
+    ];
+    assert!(
+        eventually(Duration::from_secs(15), || edge_ns(edge.addr) == three),
+        "{:?}",
+        edge_ns(edge.addr)
+    );
+
+    // a resolution that starts at the edge: referral, glue, then our server
+    let referral = dig(edge.addr, &["+norec", "app.cloud.example.com", "A"]);
+    assert!(
+        referral.contains("AUTHORITY: 3") && referral.contains("gslb-ns-eu-cloud.example.com"),
+        "{referral}"
+    );
+    let glue = dig_short(edge.addr, &["gslb-ns-us-cloud.example.com", "A"]);
+    let ns_addr: SocketAddr = format!("{}:5353", glue[0]).parse().unwrap();
+    assert!(
+        eventually(Duration::from_secs(15), || dig_short(
+            ns_addr,
+            &["app.cloud.example.com", "A"]
+        ) == [
+            "10.0.0.1", "10.1.0.1", "10.2.0.1"
+        ]),
+        "the delegated server gives the global answer"
+    );
+
+    // ap withdraws on shutdown: only its NS and glue go
+    let pid = ap.child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    assert!(eventually(Duration::from_secs(15), || ap
+        .child
+        .try_wait()
+        .unwrap()
+        .is_some()));
+    assert!(
+        ap.log_text().contains("delegation withdrawn"),
+        "{}",
+        ap.log_text()
+    );
+    assert_eq!(edge_ns(edge.addr), two);
+    assert!(
+        dig_short(edge.addr, &["gslb-ns-ap-cloud.example.com", "A"]).is_empty(),
+        "ap's glue removed"
+    );
+    assert_eq!(
+        dig_short(edge.addr, &["gslb-ns-eu-cloud.example.com", "A"]),
+        [format!("127.0.{net}.11")],
+        "others' glue kept"
+    );
+    drop(ap);
+    // eu and us do not re-add ap's NS record
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(edge_ns(edge.addr), two);
+
+    // a cluster with a wrong key is refused, says so, and changes nothing
+    let wrong = dir.path().join("wrong.secret");
+    std::fs::write(&wrong, WRONG).unwrap();
+    let bad = start_file(
+        &dir.path().join("ap2.yaml"),
+        &cluster(net, 2, edge.addr, &wrong, false),
+    );
+    assert!(
+        bad.wait_log("rejected our TSIG", Duration::from_secs(15)),
+        "{}",
+        bad.log_text()
+    );
+    assert!(
+        !bad.log_text().contains(SECRET) && !bad.log_text().contains(WRONG),
+        "secrets never logged"
+    );
+    assert_eq!(edge_ns(edge.addr), two, "nothing changed at the edge");
+    assert!(dig_short(edge.addr, &["gslb-ns-ap-cloud.example.com", "A"]).is_empty());
+    drop((eu, us, bad));
+}
