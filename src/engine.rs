@@ -236,6 +236,10 @@ impl Engine {
         match ev {
             Event::Config(cfg) => {
                 self.cfg = *cfg;
+                // a peer that left the config leaves the answers; if it comes
+                // back, its new task starts from nothing
+                let peers: Vec<GeoTag> = self.cfg.peers.iter().map(|p| p.geo_tag.clone()).collect();
+                self.peer_views.retain(|tag, _| peers.contains(tag));
                 self.reconcile_probes();
                 tracing::info!(gslbs = self.cfg.gslbs.len(), "configuration applied");
             }
@@ -244,6 +248,14 @@ impl Engine {
                 self.health.insert(h.key, h.healthy);
             }
             Event::GeoReloaded => {}
+            Event::Peer(update)
+                if self
+                    .peer_views
+                    .get(&update.geo_tag)
+                    .is_some_and(|v| v.generation > update.generation) =>
+            {
+                tracing::debug!(peer = %update.geo_tag, "late update from a replaced peer task ignored");
+            }
             Event::Peer(update) => {
                 tracing::debug!(peer = %update.geo_tag, up = update.up, hosts = update.targets.len(), "peer update");
                 self.peer_views.insert(update.geo_tag.clone(), update);

@@ -342,6 +342,17 @@ fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.geoip != new.geoip {
         out.push("geoip");
     }
+    // peer tasks, the TLS connector and the TSIG key are built at start-up
+    let (a, b) = (&old.peer_exchange, &new.peer_exchange);
+    if a.transport != b.transport || a.tls != b.tls || a.tsig != b.tsig {
+        out.push("peerExchange transport, tls or tsig");
+    }
+    if a.heartbeat != b.heartbeat || old.reconcile_requeue_seconds != new.reconcile_requeue_seconds {
+        out.push("peerExchange.heartbeatSeconds / reconcileRequeueSeconds");
+    }
+    if old.delegation != new.delegation || old.edge_dns_servers != new.edge_dns_servers {
+        out.push("delegation / edgeDNSServers");
+    }
     out
 }
 

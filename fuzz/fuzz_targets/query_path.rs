@@ -26,6 +26,7 @@ fuzz_target!(|data: &[u8]| {
         let ctx = QueryCtx {
             client: IpAddr::from([192, 0, 2, 1]),
             transport,
+            reserve: 0,
         };
         match wire::respond(snap, None, data, &ctx, &mut scratch, &mut out) {
             Outcome::Drop => {}

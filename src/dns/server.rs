@@ -164,6 +164,18 @@ fn answer(
     }
     let snap = shared.snapshot.load();
     let geo = shared.geo.load();
+    // leave room for the TSIG record we append to a signed reply (RFC 8945 §5.3)
+    let signed_ctx;
+    let ctx = match (&auth.tsig, &request_mac) {
+        (Some(signer), Some(_)) => {
+            signed_ctx = QueryCtx {
+                reserve: signer.signer_name().to_ascii().len() + 130,
+                ..*ctx
+            };
+            &signed_ctx
+        }
+        _ => ctx,
+    };
     let mut outcome = wire::respond(&snap, geo.as_deref(), query, ctx, scratch, out);
     if let Outcome::Notify { zone } = outcome {
         let zone = snap
@@ -285,6 +297,7 @@ fn udp_worker(sock: UdpSocket, shared: Shared, stop: Arc<AtomicBool>) {
         let ctx = QueryCtx {
             client: client_ip(src),
             transport: Transport::Udp,
+            reserve: 0,
         };
         if answer(&shared, &stats, &buf[..n], &ctx, &mut scratch, &mut out)
             && let Err(e) = sock.send_to(&out, src)
@@ -402,6 +415,7 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
     let ctx = QueryCtx {
         client: client_ip(peer),
         transport,
+        reserve: 0,
     };
     let mut buf = Vec::new();
     let mut out = Vec::with_capacity(1024);
@@ -422,8 +436,11 @@ async fn serve_stream<S: AsyncRead + AsyncWrite + Unpin>(
         if !answer(shared, stats, &buf, &ctx, &mut scratch, &mut out) {
             break;
         }
+        let Ok(len) = u16::try_from(out.len()) else {
+            break; // cannot be framed (a signed reply at the 64 KiB limit)
+        };
         let mut framed = Vec::with_capacity(out.len() + 2);
-        framed.extend_from_slice(&(out.len() as u16).to_be_bytes());
+        framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&out);
         match tokio::time::timeout(limits.write, stream.write_all(&framed)).await {
             Ok(Ok(())) => {}

@@ -52,6 +52,8 @@ pub enum Transport {
 pub struct QueryCtx {
     pub client: IpAddr,
     pub transport: Transport,
+    /// Bytes to leave free under the size limit (a TSIG added after us).
+    pub reserve: usize,
 }
 
 /// What happened, for metrics and the caller.
@@ -236,6 +238,10 @@ fn parse(b: &[u8]) -> Result<Query, ParseError> {
         if rd_end > b.len() {
             return Err(with_q(RCODE_FORMERR));
         }
+        if tsig {
+            // RFC 8945 §5.1: a TSIG must be the last record, and only one
+            return Err(with_q(RCODE_FORMERR));
+        }
         tsig = rtype == TYPE_TSIG;
         if rtype == TYPE_OPT {
             if edns.is_some() || next != at + 1 || b[at] != 0 {
@@ -406,7 +412,8 @@ pub fn respond(
         (Transport::Udp, None) => 512,
         (Transport::Udp, Some(e)) => e.payload.clamp(512, MAX_UDP_PAYLOAD) as usize,
         _ => u16::MAX as usize,
-    };
+    }
+    .saturating_sub(ctx.reserve);
 
     // header + question first; counts are patched below
     let reply = |out: &mut Vec<u8>, rcode: u16, aa: bool| {

@@ -157,6 +157,19 @@ impl PeerClient {
         self.with_retries(ep, make).await
     }
 
+    /// One attempt, no retry: a heartbeat, where a lost packet is one missed
+    /// check (absorbed by the grace) and must not stretch the period.
+    pub async fn query_once(
+        &mut self,
+        ep: &Endpoint,
+        name: &Name,
+        rtype: RecordType,
+    ) -> Result<Message, ExchangeError> {
+        let mut msg = Message::query();
+        msg.add_query(Query::query(name.clone(), rtype));
+        self.exchange_once_owned(ep.clone(), msg).await
+    }
+
     /// Sends a NOTIFY for `zone` (RFC 1996), retried like a query.
     pub async fn notify(&mut self, ep: &Endpoint, zone: &Name) -> Result<Message, ExchangeError> {
         let make = || {

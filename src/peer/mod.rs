@@ -37,10 +37,15 @@ use crate::engine::Event;
 use crate::metrics::Metrics;
 use client::{Endpoint, ExchangeError, PeerClient};
 
+/// Numbers peer tasks, so that the engine can ignore a replaced task's updates.
+static GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
 /// What one peer currently contributes to the answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerUpdate {
     pub geo_tag: GeoTag,
+    /// Which task sent it: a replaced task's late update is ignored.
+    pub generation: u64,
     /// False once the peer failed its grace: its targets leave the answers.
     pub up: bool,
     /// host → the peer's `localtargets-<host>` addresses (A and AAAA).
@@ -164,7 +169,7 @@ pub async fn run(
             }
             Some(zones) = notify_out.recv() => {
                 if cfg.peer_exchange.notify {
-                    send_notifies(&cfg, &ctx, zones);
+                    send_notifies(&cfg, &ctx, zones, None);
                 }
             }
         }
@@ -207,8 +212,9 @@ fn reconcile(
     }
 }
 
-fn send_notifies(cfg: &Config, ctx: &Arc<Ctx>, zones: Vec<String>) {
-    for p in &cfg.peers {
+/// Sends NOTIFY for `zones` to every peer with a known address (or only to `only`).
+fn send_notifies(cfg: &Config, ctx: &Arc<Ctx>, zones: Vec<String>, only: Option<&GeoTag>) {
+    for p in cfg.peers.iter().filter(|p| only.is_none_or(|t| *t == p.geo_tag)) {
         let Some(ep) = ctx.endpoint(&p.geo_tag) else {
             continue;
         };
@@ -245,12 +251,13 @@ type HostResults = (
 );
 
 struct PeerState {
+    generation: u64,
     up: bool,
     failures: u32,
     targets: BTreeMap<String, Vec<IpAddr>>,
     /// The serial seen at the last heartbeat before a successful sync.
-    synced_serial: Option<u32>,
-    last_serial: Option<u32>,
+    synced_serial: Option<u64>,
+    last_serial: Option<u64>,
     warned_refused: bool,
     warned_auth: bool,
 }
@@ -264,7 +271,9 @@ async fn peer_task(
 ) {
     let mut cfg = cfg_rx.borrow().clone();
     let mut client = PeerClient::new(&cfg.peer_exchange, ctx.tls.clone(), ctx.tsig.clone());
+    let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut state = PeerState {
+        generation,
         up: false,
         failures: 0,
         targets: BTreeMap::new(),
@@ -287,7 +296,11 @@ async fn peer_task(
     }
     ctx.metrics.peer_up(tag.as_str(), false);
     loop {
+        // `sync`: the peer just showed it answers (heartbeat, discovery, its
+        // NOTIFY): sync even if it is out of the answers. `sync_if_up`: config, safety net:
+        // only for a peer that is up, so a dead peer costs one check per period.
         let mut sync = false;
+        let mut sync_if_up = false;
         tokio::select! {
             _ = cancel.cancelled() => break,
             changed = cfg_rx.changed() => {
@@ -300,10 +313,16 @@ async fn peer_task(
                 if p.address.is_some() {
                     ctx.set_endpoint(&tag, static_endpoint(&cfg, &p));
                 }
-                sync = true;
+                sync_if_up = true;
             }
+            // a NOTIFY from the peer is proof it answers: sync even if it is out
             Some(()) = poke.recv() => sync = true,
             _ = heartbeat.tick() => {
+                if ctx.endpoint(&tag).is_none()
+                    && let Some(p) = static_peer(&cfg).filter(|p| p.address.is_some())
+                {
+                    ctx.set_endpoint(&tag, static_endpoint(&cfg, &p));
+                }
                 if ctx.endpoint(&tag).is_none() {
                     match discover(&cfg, &tag).await {
                         Ok(ep) => {
@@ -323,7 +342,7 @@ async fn peer_task(
                         state.failures = 0;
                         state.warned_auth = false;
                         state.last_serial = serial;
-                        if !state.up || serial.is_none() || serial != state.synced_serial {
+                        if !state.up || serial != state.synced_serial {
                             sync = true;
                         }
                     }
@@ -337,14 +356,33 @@ async fn peer_task(
                     }
                 }
             }
-            _ = resync.tick() => sync = true,
+            _ = resync.tick() => sync_if_up = true,
         }
-        if sync && ctx.endpoint(&tag).is_some() {
-            do_sync(&tag, &cfg, &ctx, &mut client, &mut state).await;
+        if (sync || (sync_if_up && state.up)) && ctx.endpoint(&tag).is_some() {
+            // bounded, and cancellable: a peer that stops answering mid-sync
+            // must not hold up the heartbeat or shutdown for long
+            let limit =
+                (cfg.peer_exchange.heartbeat * cfg.peer_exchange.grace_attempts).max(Duration::from_secs(5));
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                r = tokio::time::timeout(limit, do_sync(&tag, &cfg, &ctx, &mut client, &mut state)) => {
+                    if r.is_err() {
+                        fail(&tag, &cfg, &ctx, &mut state, &format!("sync did not finish within {limit:?}")).await;
+                    }
+                }
+            }
         }
     }
-    ctx.set_endpoint(&tag, None);
-    ctx.metrics.peer_up(tag.as_str(), false);
+    // the manager owns the endpoint map and the replacement task the metric;
+    // only withdraw what this task contributed
+    if state.up {
+        let _ = ctx.events.try_send(Event::Peer(PeerUpdate {
+            geo_tag: tag.clone(),
+            generation: state.generation,
+            up: false,
+            targets: BTreeMap::new(),
+        }));
+    }
     tracing::debug!(peer = %tag, "peer task stopped");
 }
 
@@ -356,6 +394,8 @@ async fn fail(tag: &GeoTag, cfg: &Config, ctx: &Ctx, state: &mut PeerState, why:
         if state.up {
             state.up = false;
             state.synced_serial = None;
+            // the first sync after recovery must not republish pre-outage targets
+            state.targets.clear();
             tracing::warn!(
                 peer = %tag,
                 failures = state.failures,
@@ -367,6 +407,7 @@ async fn fail(tag: &GeoTag, cfg: &Config, ctx: &Ctx, state: &mut PeerState, why:
                 .events
                 .send(Event::Peer(PeerUpdate {
                     geo_tag: tag.clone(),
+                    generation: state.generation,
                     up: false,
                     targets: BTreeMap::new(),
                 }))
@@ -379,26 +420,38 @@ async fn fail(tag: &GeoTag, cfg: &Config, ctx: &Ctx, state: &mut PeerState, why:
     }
 }
 
-/// An SOA query for the first zone; returns the peer's serial.
+/// An SOA query per zone, one attempt each; returns a fingerprint of the
+/// peer's serials (a missing SOA counts as 0), `None` without zones.
 async fn heartbeat_check(
     cfg: &Config,
     ctx: &Ctx,
     tag: &GeoTag,
     client: &mut PeerClient,
-) -> Result<Option<u32>, ExchangeError> {
+) -> Result<Option<u64>, ExchangeError> {
     let Some(ep) = ctx.endpoint(tag) else {
         return Err(ExchangeError::Io("no address".into()));
     };
-    let Some(zone) = cfg.zones.first() else {
+    if cfg.zones.is_empty() {
         return Ok(None);
-    };
-    let name =
-        Name::from_ascii(format!("{}.", zone.name)).map_err(|e| ExchangeError::BadResponse(e.to_string()))?;
-    let m = client.query(&ep, &name, RecordType::SOA, false).await?;
-    Ok(m.answers.iter().find_map(|r| match &r.data {
-        RData::SOA(s) => Some(s.serial),
-        _ => None,
-    }))
+    }
+    let mut fingerprint: u64 = 0;
+    for zone in &cfg.zones {
+        let name = Name::from_ascii(format!("{}.", zone.name))
+            .map_err(|e| ExchangeError::BadResponse(e.to_string()))?;
+        let m = client.query_once(&ep, &name, RecordType::SOA).await?;
+        let serial = m
+            .answers
+            .iter()
+            .find_map(|r| match &r.data {
+                RData::SOA(s) => Some(s.serial),
+                _ => None,
+            })
+            .unwrap_or(0);
+        fingerprint = fingerprint
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .wrapping_add(u64::from(serial));
+    }
+    Ok(Some(fingerprint))
 }
 
 fn addresses(m: &Message) -> Vec<IpAddr> {
@@ -415,7 +468,7 @@ fn addresses(m: &Message) -> Vec<IpAddr> {
 /// Queries every host's `localtargets-` A and AAAA. A host whose queries
 /// fail keeps its previous targets; if everything fails, it counts as a
 /// failed check.
-async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Ctx, client: &mut PeerClient, state: &mut PeerState) {
+async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, client: &mut PeerClient, state: &mut PeerState) {
     let Some(ep) = ctx.endpoint(tag) else { return };
     let hosts = hosts(cfg);
     let mut queries = Vec::new();
@@ -523,6 +576,12 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Ctx, client: &mut PeerClient,
     if !state.up {
         tracing::info!(peer = %tag, "peer is in the answers");
         ctx.metrics.peer_up(tag.as_str(), true);
+        // tell a peer that just (re)appeared to sync with us: whichever of us
+        // started first, both then hold each other's targets without a poll
+        if cfg.peer_exchange.notify {
+            let zones = cfg.zones.iter().map(|z| z.name.clone()).collect();
+            send_notifies(cfg, ctx, zones, Some(tag));
+        }
     }
     state.up = true;
     state.targets = targets;
@@ -531,6 +590,7 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Ctx, client: &mut PeerClient,
             .events
             .send(Event::Peer(PeerUpdate {
                 geo_tag: tag.clone(),
+                generation: state.generation,
                 up: true,
                 targets: state.targets.clone(),
             }))

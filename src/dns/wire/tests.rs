@@ -99,6 +99,7 @@ fn ask_raw(s: &Snapshot, bytes: &[u8], transport: Transport) -> (Outcome, Vec<u8
     let ctx = QueryCtx {
         client: IpAddr::V4(Ipv4Addr::LOCALHOST),
         transport,
+        reserve: 0,
     };
     let mut out = Vec::new();
     let o = respond(s, None, bytes, &ctx, &mut Scratch::default(), &mut out);
