@@ -215,7 +215,7 @@ async fn answers(o: &DemoOptions) -> Vec<Vec<Vec<IpAddr>>> {
         };
         let mut row = Vec::new();
         for h in HOSTS {
-            let mut client = PeerClient::plain(Duration::from_millis(300), None);
+            let mut client = PeerClient::plain(Duration::from_millis(300), Vec::new());
             let mut ips = match Name::from_ascii(format!("{h}.cloud.example.com.")) {
                 Ok(name) => match client.query(&ep, &name, RecordType::A, false).await {
                     Ok(m) => m
@@ -304,7 +304,7 @@ async fn wait_local(o: &DemoOptions, present: bool, limit: Duration) -> Option<I
     let name = Name::from_ascii("localtargets-failover.cloud.example.com.").ok()?;
     let start = Instant::now();
     while start.elapsed() < limit {
-        let mut client = PeerClient::plain(Duration::from_millis(300), None);
+        let mut client = PeerClient::plain(Duration::from_millis(300), Vec::new());
         if let Ok(m) = client.query(&ep, &name, RecordType::A, false).await
             && m.answers.is_empty() != present
         {

@@ -143,7 +143,7 @@ pub struct ConfigArgs {
     #[arg(long, env = "NOTIFY_ENABLED", value_name = "BOOL")]
     pub notify_enabled: Option<String>,
 
-    /// Source IP of peer queries and NOTIFY [default: the first specific DNS_ADDRESS].
+    /// Source IPs of peer queries and NOTIFY, one per address family [default: the specific DNS_ADDRESS IPs].
     #[arg(long, env = "PEER_SOURCE_ADDRESS", value_name = "IP")]
     pub peer_source_address: Option<String>,
 

@@ -185,8 +185,9 @@ pub struct PeerExchange {
     /// Timeout of one query attempt.
     pub timeout: Duration,
     pub notify: bool,
-    /// Source IP of our queries and NOTIFY messages.
-    pub source_ip: Option<IpAddr>,
+    /// Source IPs of our queries and NOTIFY messages; the first of the
+    /// peer's address family is used (none: the kernel chooses).
+    pub source_ips: Vec<IpAddr>,
     pub tls: Option<PeerTls>,
     pub tsig: Option<TsigKey>,
 }
@@ -1269,7 +1270,7 @@ fn peer_exchange(
         Some(b) => b,
         None => f.notify.unwrap_or(true),
     };
-    let source_ip = match pick_text(
+    let source_ips: Vec<IpAddr> = match pick_text(
         &args.peer_source_address,
         f.source_address.clone(),
         names!(
@@ -1278,16 +1279,19 @@ fn peer_exchange(
             "peerExchange.sourceAddress"
         ),
     ) {
-        Some(p) => Some(
-            p.value
-                .trim()
-                .parse::<IpAddr>()
-                .map_err(|_| ConfigError::new(p.field, format!("{:?} is not an IP address", p.value)))?,
-        ),
+        Some(p) => parse::split_list(&p.value)
+            .iter()
+            .map(|v| {
+                v.parse::<IpAddr>()
+                    .map_err(|_| ConfigError::new(&p.field, format!("{v:?} is not an IP address")))
+            })
+            .collect::<Result<_, _>>()?,
+        // every specific DNS address, so IPv4 and IPv6 peers each get one of their family
         None => dns_addresses
             .iter()
             .map(|a| a.ip())
-            .find(|ip| !ip.is_unspecified()),
+            .filter(|ip| !ip.is_unspecified())
+            .collect(),
     };
 
     let ftls = f.tls.clone().unwrap_or_default();
@@ -1373,7 +1377,7 @@ fn peer_exchange(
         grace_attempts,
         timeout,
         notify,
-        source_ip,
+        source_ips,
         tls,
         tsig,
     })

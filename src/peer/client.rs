@@ -99,19 +99,25 @@ pub fn tls_connector(cfg: &crate::config::PeerTls) -> Result<TlsConnector, Strin
 pub struct PeerClient {
     transport: PeerTransport,
     timeout: Duration,
-    source_ip: Option<IpAddr>,
+    source_ips: Vec<IpAddr>,
     tls: Option<TlsConnector>,
     tsig: Option<TSigner>,
     dot_conn: Option<TlsStream<TcpStream>>,
 }
 
-fn local_for(target: SocketAddr, source: Option<IpAddr>) -> SocketAddr {
-    match (source, target) {
-        (Some(ip @ IpAddr::V4(_)), SocketAddr::V4(_)) | (Some(ip @ IpAddr::V6(_)), SocketAddr::V6(_)) => {
-            SocketAddr::new(ip, 0)
-        }
-        (_, SocketAddr::V4(_)) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        (_, SocketAddr::V6(_)) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+/// Our source address for `target`: the first configured one of its family.
+fn source_for(target: SocketAddr, sources: &[IpAddr]) -> Option<IpAddr> {
+    sources
+        .iter()
+        .copied()
+        .find(|ip| ip.is_ipv4() == target.is_ipv4())
+}
+
+fn local_for(target: SocketAddr, sources: &[IpAddr]) -> SocketAddr {
+    match (source_for(target, sources), target) {
+        (Some(ip), _) => SocketAddr::new(ip, 0),
+        (None, SocketAddr::V4(_)) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        (None, SocketAddr::V6(_)) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     }
 }
 
@@ -120,7 +126,7 @@ impl PeerClient {
         PeerClient {
             transport: cfg.transport,
             timeout: cfg.timeout,
-            source_ip: cfg.source_ip,
+            source_ips: cfg.source_ips.clone(),
             tls,
             tsig,
             dot_conn: None,
@@ -128,11 +134,11 @@ impl PeerClient {
     }
 
     /// A plain UDP client without TLS or TSIG (for the edge DNS).
-    pub fn plain(timeout: Duration, source_ip: Option<IpAddr>) -> PeerClient {
+    pub fn plain(timeout: Duration, source_ips: Vec<IpAddr>) -> PeerClient {
         PeerClient {
             transport: PeerTransport::Udp,
             timeout,
-            source_ip,
+            source_ips,
             tls: None,
             tsig: None,
             dot_conn: None,
@@ -261,7 +267,9 @@ impl PeerClient {
 
     async fn udp(&self, to: SocketAddr, bytes: &[u8]) -> Result<Vec<u8>, ExchangeError> {
         let io = |e: std::io::Error| ExchangeError::Io(format!("{to}: {e}"));
-        let sock = UdpSocket::bind(local_for(to, self.source_ip)).await.map_err(io)?;
+        let sock = UdpSocket::bind(local_for(to, &self.source_ips))
+            .await
+            .map_err(io)?;
         sock.connect(to).await.map_err(io)?;
         sock.send(bytes).await.map_err(io)?;
         let mut buf = vec![0u8; 65_535];
@@ -286,9 +294,7 @@ impl PeerClient {
             TcpSocket::new_v6()
         }
         .map_err(io)?;
-        if let Some(ip) = self.source_ip
-            && ip.is_ipv4() == to.is_ipv4()
-        {
+        if let Some(ip) = source_for(to, &self.source_ips) {
             socket.bind(SocketAddr::new(ip, 0)).map_err(io)?;
         }
         let stream = tokio::time::timeout(self.timeout, socket.connect(to))

@@ -621,24 +621,37 @@ async fn discover(cfg: &Config, tag: &GeoTag) -> Result<Endpoint, String> {
                 dot: addr,
                 server_name: ServerName::IpAddress(addr.ip().into()),
             };
-            let mut c = PeerClient::plain(cfg.peer_exchange.timeout, None);
-            match c.query(&ep, &name, RecordType::A, true).await {
-                Ok(m) => {
-                    if let Some(ip) = addresses(&m).into_iter().next() {
-                        let server_name =
-                            ServerName::try_from(ns.clone()).unwrap_or(ServerName::IpAddress(ip.into()));
-                        return Ok(Endpoint {
-                            dns: SocketAddr::new(ip, cfg.peer_exchange.port),
-                            dot: SocketAddr::new(ip, cfg.peer_exchange.dot_port),
-                            server_name,
-                        });
+            let mut c = PeerClient::plain(cfg.peer_exchange.timeout, Vec::new());
+            // A first, then AAAA: IPv6-only peers can be found too
+            let mut found = None;
+            let mut answered = Ok(());
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                match c.query(&ep, &name, rtype, true).await {
+                    Ok(m) => {
+                        if let Some(ip) = addresses(&m).into_iter().next() {
+                            found = Some(ip);
+                            break;
+                        }
+                        last = format!(
+                            "edge {edge}: no address for {ns} ({:?})",
+                            m.metadata.response_code
+                        );
                     }
-                    last = format!(
-                        "edge {edge}: no address for {ns} ({:?})",
-                        m.metadata.response_code
-                    );
+                    Err(e) => answered = Err(e),
                 }
-                Err(e) => last = format!("edge {edge}: {e}"),
+            }
+            match (found, answered) {
+                (Some(ip), _) => {
+                    let server_name =
+                        ServerName::try_from(ns.clone()).unwrap_or(ServerName::IpAddress(ip.into()));
+                    return Ok(Endpoint {
+                        dns: SocketAddr::new(ip, cfg.peer_exchange.port),
+                        dot: SocketAddr::new(ip, cfg.peer_exchange.dot_port),
+                        server_name,
+                    });
+                }
+                (None, Ok(())) => {}
+                (None, Err(e)) => last = format!("edge {edge}: {e}"),
             }
         }
     }
