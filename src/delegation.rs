@@ -241,7 +241,12 @@ pub async fn reconcile_zone(
 
 /// Keeps the delegation of every zone until `cancel`; withdraws on the way
 /// out when finalization is enabled.
-pub async fn run(cfg: Config, edge: Edge, cancel: CancellationToken) {
+pub async fn run(
+    cfg: Config,
+    edge: Edge,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    cancel: CancellationToken,
+) {
     let Some(dcfg) = cfg.delegation.clone() else {
         return;
     };
@@ -264,11 +269,16 @@ pub async fn run(cfg: Config, edge: Edge, cancel: CancellationToken) {
                 continue;
             }
             match reconcile_zone(&edge, zone, &want, cfg.ns_record_ttl, false).await {
-                Ok(0) => tracing::debug!(zone = zone.name, "delegation up to date"),
+                Ok(0) => {
+                    metrics.delegation(&zone.name, "unchanged");
+                    tracing::debug!(zone = zone.name, "delegation up to date");
+                }
                 Ok(n) => {
+                    metrics.delegation(&zone.name, "updated");
                     tracing::info!(zone = zone.name, changes = n, edge = %edge.server, "delegation updated")
                 }
                 Err(e) => {
+                    metrics.delegation(&zone.name, "failed");
                     ok = false;
                     tracing::error!(
                         zone = zone.name,

@@ -364,6 +364,7 @@ pub struct Metrics {
     peer_syncs: Family<[(&'static str, String); 2], Counter>,
     notify_received: Family<L1, Counter>,
     notify_sent: Family<L1, Counter>,
+    delegation: Family<L2, Counter>,
     workers: Workers,
     /// Held while the Gslb gauges are replaced and while encoding, so a
     /// scrape never sees a half-applied report.
@@ -404,6 +405,7 @@ impl Metrics {
             peer_syncs: Family::default(),
             notify_received: Family::default(),
             notify_sent: Family::default(),
+            delegation: Family::default(),
             workers: Arc::default(),
             report: Mutex::new(()),
         };
@@ -484,6 +486,11 @@ impl Metrics {
             "k8gb_notify_sent",
             "DNS NOTIFY messages sent to peers, acknowledged or failed",
             m.notify_sent.clone(),
+        );
+        registry.register(
+            "k8gb_delegation_reconciles",
+            "Edge DNS delegation checks per zone: unchanged, updated or failed",
+            m.delegation.clone(),
         );
         registry.register_collector(Box::new(DnsCollector {
             workers: m.workers.clone(),
@@ -647,6 +654,13 @@ impl Metrics {
         let result = if acknowledged { "acknowledged" } else { "failed" };
         self.notify_sent
             .get_or_create(&[("result", result.to_owned())])
+            .inc();
+    }
+
+    /// Counts a delegation check of a zone: `unchanged`, `updated` or `failed`.
+    pub fn delegation(&self, zone: &str, result: &'static str) {
+        self.delegation
+            .get_or_create(&[("zone", escape(zone)), ("result", result.to_owned())])
             .inc();
     }
 

@@ -242,7 +242,12 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             signer,
             timeout: std::time::Duration::from_secs(5),
         };
-        tasks.spawn(crate::delegation::run(cfg.clone(), edge, cancel.clone()));
+        tasks.spawn(crate::delegation::run(
+            cfg.clone(),
+            edge,
+            metrics.clone(),
+            cancel.clone(),
+        ));
     }
     let limits = StreamLimits::default();
     for l in tcp {

@@ -256,6 +256,21 @@ fn clusters_delegate_withdraw_and_a_wrong_key_changes_nothing() {
         "secrets never logged"
     );
     assert_eq!(edge_ns(edge.addr), two, "nothing changed at the edge");
+    let metrics = http_get(bad.admin, "/metrics");
+    assert!(
+        metrics.contains("k8gb_delegation_reconciles_total{zone=\"cloud.example.com\",result=\"failed\"}"),
+        "{metrics}"
+    );
     assert!(dig_short(edge.addr, &["gslb-ns-ap-cloud.example.com", "A"]).is_empty());
     drop((eu, us, bad));
+}
+
+fn http_get(admin: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect(admin).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(t, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut s = String::new();
+    let _ = t.read_to_string(&mut s);
+    s
 }
