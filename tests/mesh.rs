@@ -460,6 +460,12 @@ fn tsig_signs_peer_traffic_and_refuses_unsigned_queries() {
     );
     assert!(wrong.contains("NOTAUTH") || wrong.contains("failure"), "{wrong}");
     assert_eq!(m.answer(0, "rr", "A").len(), 3, "public answers need no key");
+    for i in 0..3 {
+        assert!(
+            !m.node(i).log_text().contains("c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LTMyYnl0ZXM"),
+            "the TSIG secret never appears in the logs"
+        );
+    }
 }
 
 #[test]
