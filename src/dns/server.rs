@@ -66,14 +66,43 @@ fn unix_now() -> u64 {
 }
 
 /// Checks a TSIG-signed message. Returns the request MAC for signing the reply.
-fn verify_tsig(signer: &TSigner, query: &[u8]) -> Result<Vec<u8>, String> {
-    let (mac, _time, valid) = signer
-        .verify_message_byte(query, None, true)
-        .map_err(|e| e.to_string())?;
+fn verify_tsig(signer: &TSigner, query: &[u8]) -> Result<Vec<u8>, (bool, String)> {
+    let (mac, _time, valid) = signer.verify_message_byte(query, None, true).map_err(|e| {
+        let wrong_key = matches!(e, hickory_proto::dnssec::DnsSecError::TsigWrongKey);
+        (wrong_key, e.to_string())
+    })?;
     if !valid.contains(&unix_now()) {
-        return Err("signature time outside the fudge window".into());
+        return Err((false, "signature time outside the fudge window".into()));
     }
     Ok(mac)
+}
+
+/// Appends the unsigned TSIG error record RFC 8945 §5.2 asks for: BADKEY
+/// for a key we do not have, BADSIG otherwise.
+fn append_tsig_error(signer: &TSigner, query: &[u8], wrong_key: bool, out: &mut Vec<u8>) {
+    use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+    if out.len() < 12 {
+        return;
+    }
+    let id = u16::from_be_bytes([out[0], out[1]]);
+    let ctx = if wrong_key {
+        let Some(name) = hickory_proto::op::Message::from_vec(query)
+            .ok()
+            .and_then(|m| m.signature().map(|s| s.name.clone()))
+        else {
+            return;
+        };
+        TSigResponseContext::unknown_key(id, unix_now(), name)
+    } else {
+        TSigResponseContext::bad_signature(id, unix_now(), signer.clone())
+    };
+    let Ok(record) = ctx.sign(out) else { return };
+    let mut buf = Vec::new();
+    if record.emit(&mut BinEncoder::new(&mut buf)).is_ok() {
+        out.extend_from_slice(&buf);
+        let ar = u16::from_be_bytes([out[10], out[11]]).saturating_add(1);
+        out[10..12].copy_from_slice(&ar.to_be_bytes());
+    }
 }
 
 /// Appends a TSIG record signing `out` (a reply to a signed request).
@@ -147,9 +176,10 @@ fn answer(
         if class.tsig {
             match verify_tsig(signer, query) {
                 Ok(mac) => request_mac = Some(mac),
-                Err(e) => {
+                Err((wrong_key, e)) => {
                     tracing::debug!(client = %ctx.client, "TSIG verification failed: {e}");
                     let o = wire::reply_with_rcode(query, wire::RCODE_NOTAUTH, out);
+                    append_tsig_error(signer, query, wrong_key, out);
                     return finish(o, stats, ctx, start);
                 }
             }
