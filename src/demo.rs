@@ -218,14 +218,8 @@ async fn answers(o: &DemoOptions) -> Vec<Vec<Vec<IpAddr>>> {
             let mut client = PeerClient::plain(Duration::from_millis(300), Vec::new());
             let mut ips = match Name::from_ascii(format!("{h}.cloud.example.com.")) {
                 Ok(name) => match client.query(&ep, &name, RecordType::A, false).await {
-                    Ok(m) => m
-                        .answers
-                        .iter()
-                        .filter_map(|r| match &r.data {
-                            hickory_proto::rr::RData::A(a) => Some(IpAddr::V4(a.0)),
-                            _ => None,
-                        })
-                        .collect(),
+                    // an A query: the answer holds only IPv4 addresses
+                    Ok(m) => crate::peer::addresses(&m),
                     Err(_) => Vec::new(),
                 },
                 Err(_) => Vec::new(),

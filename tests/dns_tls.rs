@@ -72,23 +72,15 @@ fn bad_certificate_is_a_start_up_error() {
     let key = dir.path().join("key.pem");
     std::fs::write(&cert, "garbage").unwrap();
     std::fs::write(&key, "garbage").unwrap();
-    let cfg = dir.path().join("k8gb.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let (code, stderr) = common::run_expecting_failure(
+        dir.path(),
+        &format!(
             "clusterGeoTag: eu\ndnsAddress: 127.0.0.1:0\nmetricsAddress: 127.0.0.1:0\ndot: {{address: \"127.0.0.1:0\", certFile: \"{}\", keyFile: \"{}\"}}\n",
             cert.display(),
             key.display()
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8gb"))
-        .env_clear()
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("error: DoT:") && stderr.contains("cert.pem"),
         "{stderr}"

@@ -95,22 +95,14 @@ fn a_corrupt_database_is_a_start_up_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("bad.mmdb");
     std::fs::write(&db, vec![0xAB; 4096]).unwrap();
-    let cfg = dir.path().join("k8gb.yaml");
-    std::fs::write(
-        &cfg,
-        format!(
+    let (code, stderr) = common::run_expecting_failure(
+        dir.path(),
+        &format!(
             "clusterGeoTag: eu\ndnsAddress: 127.0.0.1:0\nmetricsAddress: 127.0.0.1:0\ngeoip: {{database: \"{}\"}}\n",
             db.display()
         ),
-    )
-    .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_k8gb"))
-        .env_clear()
-        .args(["run", "--config", cfg.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    );
+    assert_eq!(code, Some(1));
     assert!(
         stderr.contains("GEOIP_DATABASE") && stderr.contains("bad.mmdb"),
         "{stderr}"

@@ -454,7 +454,8 @@ async fn heartbeat_check(
     Ok(Some(fingerprint))
 }
 
-fn addresses(m: &Message) -> Vec<IpAddr> {
+/// The A and AAAA addresses in a message's answer section.
+pub fn addresses(m: &Message) -> Vec<IpAddr> {
     m.answers
         .iter()
         .filter_map(|r| match &r.data {

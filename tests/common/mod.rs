@@ -259,3 +259,19 @@ pub fn start_file(path: &Path, config: &str) -> Server {
     std::fs::write(path, config).unwrap();
     start_at(path, None)
 }
+
+/// Runs `k8gb run` with `config` in `dir` and expects it to refuse to start:
+/// returns (exit code, stderr).
+pub fn run_expecting_failure(dir: &Path, config: &str) -> (Option<i32>, String) {
+    let cfg = dir.join("k8gb.yaml");
+    std::fs::write(&cfg, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_k8gb"))
+        .env_clear()
+        .args(["run", "--config", cfg.to_str().unwrap()])
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
