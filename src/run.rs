@@ -121,10 +121,20 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
         admin: cfg.metrics_address,
     };
     for addr in &cfg.dns_addresses {
-        let (sockets, b) = server::bind_udp(*addr, workers)
-            .map_err(|e| start_err(1, format!("DNS_ADDRESS: cannot bind UDP {addr}: {e}")))?;
-        let listener = server::bind_tcp(b)
-            .map_err(|e| start_err(1, format!("DNS_ADDRESS: cannot bind TCP {b}: {e}")))?;
+        // UDP and TCP share one port. With port 0 the kernel picks it for UDP,
+        // and TCP may find it taken: pick again (a few times) in that case.
+        let attempts = if addr.port() == 0 { 10 } else { 1 };
+        let mut attempt = 0;
+        let (sockets, b, listener) = loop {
+            attempt += 1;
+            let (sockets, b) = server::bind_udp(*addr, workers)
+                .map_err(|e| start_err(1, format!("DNS_ADDRESS: cannot bind UDP {addr}: {e}")))?;
+            match server::bind_tcp(b) {
+                Ok(l) => break (sockets, b, l),
+                Err(e) if attempt < attempts && e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(start_err(1, format!("DNS_ADDRESS: cannot bind TCP {b}: {e}"))),
+            }
+        };
         udp.extend(sockets);
         tcp.push(tokio::net::TcpListener::from_std(listener).map_err(|e| start_err(1, e.to_string()))?);
         bound.dns.push(b);
