@@ -1,22 +1,23 @@
 //! The engine: the single writer. It owns the configuration and every
 //! target's health, computes each host's answer with the pure core, builds a
 //! zone snapshot and publishes it with one atomic swap. Sources (the config
-//! file, probes, the GeoIP database) only send it events.
+//! file, probes, the GeoIP database, peers, the Kubernetes controller) only
+//! send it events.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, GslbConfig};
-use crate::core::health::{self, ServiceHealth};
+use crate::core::health::{self, Health, ServiceHealth};
 use crate::core::names::{self, GeoTag};
-use crate::core::strategy::{self, Kind};
+use crate::core::strategy::{self, Kind, Strategy};
 use crate::dns::snapshot::{self, GlueInput, HostInput, Snapshot, ZoneInput, ZoneVersion};
 use crate::geoip::SharedGeoDb;
 use crate::metrics::{GslbReport, HostReport, Metrics};
@@ -34,6 +35,35 @@ pub enum Event {
     GeoReloaded,
     /// What a peer publishes changed, or it left the answers.
     Peer(PeerUpdate),
+    /// The Kubernetes controller resolved, removed or re-listed Gslbs.
+    Kube(KubeChange),
+}
+
+/// A Gslb resolved by the Kubernetes controller: its served hosts, each
+/// host's local health and the application's exposed addresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KubeGslb {
+    /// Identity across API groups: `<group>/<namespace>/<name>`.
+    pub key: String,
+    pub namespace: String,
+    pub name: String,
+    pub hosts: Vec<String>,
+    pub strategy: Strategy,
+    /// Health of each host (a host without an entry is NotFound).
+    pub health: BTreeMap<String, Health>,
+    /// Local targets of a healthy host.
+    pub exposed: Vec<IpAddr>,
+}
+
+/// A change from the controller.
+#[derive(Debug)]
+pub enum KubeChange {
+    /// Add or replace one Gslb; `reply` gets its report once published.
+    Upsert(Box<KubeGslb>, Option<oneshot::Sender<GslbReport>>),
+    /// The Gslb is gone, or no longer served (invalid, migrated).
+    Remove(String),
+    /// After a re-list: every key not in the set is gone.
+    Retain(BTreeSet<String>),
 }
 
 /// Where the engine publishes.
@@ -80,12 +110,59 @@ fn target_health(g: &GslbConfig, health: &HashMap<TargetKey, bool>) -> Vec<(IpAd
         .collect()
 }
 
+/// One Gslb as the answer computation sees it, whatever its source.
+struct GslbInput<'a> {
+    namespace: &'a str,
+    name: &'a str,
+    hosts: &'a [String],
+    strategy: &'a Strategy,
+    health: &'a dyn Fn(&str) -> Health,
+    /// Healthy local targets (used for a healthy host only).
+    local: &'a [IpAddr],
+}
+
+/// Adds the hosts of one Gslb to `hosts` and returns its report.
+fn add_gslb(
+    cfg: &Config,
+    g: &GslbInput<'_>,
+    peers: &HashMap<String, BTreeMap<GeoTag, Vec<IpAddr>>>,
+    hosts: &mut Vec<HostInput>,
+) -> GslbReport {
+    let no_peers = BTreeMap::new();
+    let mut host_reports = Vec::new();
+    for host in g.hosts {
+        let host_health = (g.health)(host);
+        let peer_targets = peers.get(host).unwrap_or(&no_peers);
+        let answer = strategy::answer(g.strategy, &cfg.geo_tag, host_health, g.local, peer_targets);
+        host_reports.push(HostReport {
+            host: host.clone(),
+            health: host_health,
+            answer: answer.ips().collect(),
+            local_targets: answer.local_targets.clone(),
+        });
+        let localtargets = names::localtargets_name(host).unwrap_or_else(|_| format!("localtargets-{host}"));
+        hosts.push(HostInput {
+            host: host.clone(),
+            localtargets,
+            answer,
+        });
+    }
+    GslbReport {
+        namespace: g.namespace.to_owned(),
+        name: g.name.to_owned(),
+        strategy: g.strategy.kind,
+        is_primary: g.strategy.kind == Kind::Failover && g.strategy.primary.as_ref() == Some(&cfg.geo_tag),
+        hosts: host_reports,
+    }
+}
+
 /// Computes zones, hosts and glue from the configuration, the probes' view
 /// and what each peer published (`peers`: host → geotag → targets).
 pub fn compute(
     cfg: &Config,
     health: &HashMap<TargetKey, bool>,
     peers: &HashMap<String, BTreeMap<GeoTag, Vec<IpAddr>>>,
+    kube: &BTreeMap<String, KubeGslb>,
 ) -> Computed {
     let mesh: Vec<&GeoTag> = std::iter::once(&cfg.geo_tag)
         .chain(cfg.peers.iter().map(|p| &p.geo_tag))
@@ -122,7 +199,6 @@ pub fn compute(
         });
     }
 
-    let no_peers = BTreeMap::new();
     let mut hosts = Vec::new();
     let mut reports = Vec::new();
     for g in &cfg.gslbs {
@@ -139,32 +215,27 @@ pub fn compute(
             .collect();
         let host_health = health::combine(g.policy, &services);
         let local: Vec<IpAddr> = targets.iter().filter(|(_, ok)| *ok).map(|(ip, _)| *ip).collect();
-        let mut host_reports = Vec::new();
-        for host in &g.hosts {
-            let peer_targets = peers.get(host).unwrap_or(&no_peers);
-            let answer = strategy::answer(&g.strategy, &cfg.geo_tag, host_health, &local, peer_targets);
-            host_reports.push(HostReport {
-                host: host.clone(),
-                health: host_health,
-                answer: answer.ips().collect(),
-                local_targets: answer.local_targets.clone(),
-            });
-            let localtargets =
-                names::localtargets_name(host).unwrap_or_else(|_| format!("localtargets-{host}"));
-            hosts.push(HostInput {
-                host: host.clone(),
-                localtargets,
-                answer,
-            });
-        }
-        reports.push(GslbReport {
-            namespace: g.namespace.clone(),
-            name: g.name.clone(),
-            strategy: g.strategy.kind,
-            is_primary: g.strategy.kind == Kind::Failover
-                && g.strategy.primary.as_ref() == Some(&cfg.geo_tag),
-            hosts: host_reports,
-        });
+        let input = GslbInput {
+            namespace: &g.namespace,
+            name: &g.name,
+            hosts: &g.hosts,
+            strategy: &g.strategy,
+            health: &|_| host_health,
+            local: &local,
+        };
+        reports.push(add_gslb(cfg, &input, peers, &mut hosts));
+    }
+    for k in kube.values() {
+        let health = |h: &str| k.health.get(h).copied().unwrap_or(Health::NotFound);
+        let input = GslbInput {
+            namespace: &k.namespace,
+            name: &k.name,
+            hosts: &k.hosts,
+            strategy: &k.strategy,
+            health: &health,
+            local: &k.exposed,
+        };
+        reports.push(add_gslb(cfg, &input, peers, &mut hosts));
     }
     Computed {
         zones,
@@ -187,6 +258,14 @@ pub struct Engine {
     generation: u64,
     out: Outputs,
     prober: Prober,
+    /// Gslbs resolved by the Kubernetes controller, by key.
+    kube: BTreeMap<String, KubeGslb>,
+    /// Replies owed after the next publish.
+    replies: Vec<(String, oneshot::Sender<GslbReport>)>,
+    /// The last report of each Kubernetes Gslb, to tell the controller
+    /// when an answer changed without it (a peer came or went).
+    kube_reports: BTreeMap<String, GslbReport>,
+    answers_changed: Option<mpsc::Sender<String>>,
 }
 
 impl Engine {
@@ -206,11 +285,22 @@ impl Engine {
             generation: 0,
             out,
             prober,
+            kube: BTreeMap::new(),
+            replies: Vec::new(),
+            kube_reports: BTreeMap::new(),
+            answers_changed: None,
         };
         e.reconcile_probes();
         // publish before any listener starts, so no query sees an empty snapshot
         e.publish();
         e
+    }
+
+    /// Keys of Kubernetes Gslbs whose answers change without a reconcile
+    /// (a peer's targets) are sent here, so their status follows.
+    pub fn with_answer_changes(mut self, tx: mpsc::Sender<String>) -> Engine {
+        self.answers_changed = Some(tx);
+        self
     }
 
     fn reconcile_probes(&mut self) {
@@ -259,6 +349,25 @@ impl Engine {
             Event::Peer(update) => {
                 tracing::debug!(peer = %update.geo_tag, up = update.up, hosts = update.targets.len(), "peer update");
                 self.peer_views.insert(update.geo_tag.clone(), update);
+            }
+            Event::Kube(KubeChange::Upsert(g, reply)) => {
+                if let Some(reply) = reply {
+                    self.replies.push((g.key.clone(), reply));
+                }
+                if self.kube.get(&g.key) != Some(&g) {
+                    tracing::debug!(gslb = %g.key, hosts = g.hosts.len(), "gslb resolved");
+                }
+                self.kube.insert(g.key.clone(), *g);
+            }
+            Event::Kube(KubeChange::Remove(key)) => {
+                if self.kube.remove(&key).is_some() {
+                    tracing::info!(gslb = %key, "gslb no longer served");
+                }
+                self.kube_reports.remove(&key);
+            }
+            Event::Kube(KubeChange::Retain(keys)) => {
+                self.kube.retain(|k, _| keys.contains(k));
+                self.kube_reports.retain(|k, _| keys.contains(k));
             }
         }
     }
@@ -311,7 +420,7 @@ impl Engine {
 
     pub fn publish(&mut self) {
         let peers = self.peer_targets();
-        let c = compute(&self.cfg, &self.health, &peers);
+        let c = compute(&self.cfg, &self.health, &peers, &self.kube);
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as u32)
@@ -338,6 +447,33 @@ impl Engine {
         self.out.metrics.report_gslbs(&c.reports);
         self.out.ready.store(true, Ordering::Release);
         self.notify_changes(&c);
+        self.report_kube(&c);
+    }
+
+    /// Answers the controller's pending upserts and tells it which other
+    /// Kubernetes Gslbs' answers changed. Reports follow the order of
+    /// `compute`: configured Gslbs first, then `self.kube` by key.
+    fn report_kube(&mut self, c: &Computed) {
+        let offset = self.cfg.gslbs.len();
+        let mut changed = Vec::new();
+        for (key, report) in self.kube.keys().zip(&c.reports[offset.min(c.reports.len())..]) {
+            if self.kube_reports.get(key) != Some(report) {
+                changed.push(key.clone());
+                self.kube_reports.insert(key.clone(), report.clone());
+            }
+        }
+        let replies = std::mem::take(&mut self.replies);
+        for (key, reply) in replies {
+            changed.retain(|k| k != &key);
+            if let Some(r) = self.kube_reports.get(&key) {
+                let _ = reply.send(r.clone());
+            }
+        }
+        if let Some(tx) = &self.answers_changed {
+            for key in changed {
+                let _ = tx.try_send(key);
+            }
+        }
     }
 
     /// Recomputes on every batch of events until `cancel` (the first

@@ -51,12 +51,6 @@ pub fn run(args: ConfigArgs) -> Result<(), StartError> {
     let cfg = config::load(&args).map_err(|e| start_err(2, e.to_string()))?;
     crate::logging::init(&cfg.log);
     crate::logging::startup("run", &cfg);
-    if cfg.config_file.is_none() {
-        return Err(start_err(
-            2,
-            "K8GB_CONFIG (--config): required for now; the Kubernetes controller is not built yet, so `run` serves a config file (standalone mode)",
-        ));
-    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("k8gb")
@@ -158,8 +152,21 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
         })?;
     bound.admin = admin.local_addr().unwrap_or(cfg.metrics_address);
 
+    // Kubernetes mode (no config file): the API client must work now
+    let kube_client = if cfg.config_file.is_none() {
+        Some(kube::Client::try_default().await.map_err(|e| {
+            start_err(
+                1,
+                format!("Kubernetes mode (no --config): cannot build an API client from the in-cluster config or KUBECONFIG: {e}"),
+            )
+        })?)
+    } else {
+        None
+    };
+
     // the engine and its sources
     let (tx, rx) = mpsc::channel::<Event>(1024);
+    let (answers_tx, answers_rx) = mpsc::channel::<String>(1024);
     let (health_tx, mut health_rx) = mpsc::channel(1024);
     let prober = Prober::new(health_tx, cancel.child_token());
     let engine = Engine::new(
@@ -172,7 +179,8 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
         },
         prober,
         Some(notify_out_tx),
-    );
+    )
+    .with_answer_changes(answers_tx);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(engine.run(rx, cancel.clone()));
     {
@@ -214,6 +222,20 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             metrics.clone(),
             cancel.clone(),
         ));
+    }
+    if let Some(client) = kube_client {
+        let cfg = Arc::new(cfg.clone());
+        let tx = tx.clone();
+        let metrics = metrics.clone();
+        let cancel = cancel.clone();
+        tasks.spawn(async move {
+            if let Err(e) = crate::controller::run(client, cfg, tx, answers_rx, metrics, cancel.clone()).await
+            {
+                // without the controller nothing is served right: stop
+                tracing::error!("Kubernetes controller: {e}");
+                cancel.cancel();
+            }
+        });
     }
     if let Some(path) = cfg.geoip.database.clone() {
         let (geo_tx, mut geo_rx) = mpsc::channel(4);
@@ -296,7 +318,12 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
         "listening"
     );
 
-    wait_for_signal().await;
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        // a task that cannot go on (the controller) cancelled everything
+        _ = cancel.cancelled() => {}
+    }
+    let failed = cancel.is_cancelled();
     tracing::info!(grace = ?cfg.shutdown_grace, "shutting down");
     ready.store(false, Ordering::Release);
     cancel.cancel();
@@ -322,6 +349,9 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
     });
     let _ = tokio::time::timeout_at(deadline + Duration::from_secs(1), udp_join).await;
     tracing::info!("stopped");
+    if failed {
+        return Err(start_err(1, "stopped after a fatal error (see the log above)"));
+    }
     Ok(())
 }
 

@@ -81,3 +81,41 @@ pub fn sample_snapshot() -> Snapshot {
     }];
     snapshot::build(1, &zones, &hosts, &glue, None, &BTreeMap::new(), 1_700_000_000).0
 }
+
+/// What the query path answers for `name` (A, or AAAA when `aaaa`): the
+/// addresses in the answer section, sorted. For tests of the controller
+/// and the engine that need the served answer without a socket.
+pub fn answer_of(snap: &Snapshot, name: &str, aaaa: bool) -> Vec<IpAddr> {
+    use hickory_proto::op::{Message, Query};
+    use hickory_proto::rr::{Name, RData, RecordType};
+    let Ok(qname) = Name::from_ascii(format!("{}.", name.trim_end_matches('.'))) else {
+        return Vec::new();
+    };
+    let rtype = if aaaa { RecordType::AAAA } else { RecordType::A };
+    let mut q = Message::query();
+    q.add_query(Query::query(qname, rtype));
+    let Ok(bytes) = q.to_vec() else {
+        return Vec::new();
+    };
+    let ctx = super::wire::QueryCtx {
+        client: IpAddr::from([127, 0, 0, 1]),
+        transport: super::wire::Transport::Tcp,
+        reserve: 0,
+    };
+    let mut out = Vec::new();
+    super::wire::respond(snap, None, &bytes, &ctx, &mut Default::default(), &mut out);
+    let Ok(m) = Message::from_vec(&out) else {
+        return Vec::new();
+    };
+    let mut ips: Vec<IpAddr> = m
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(IpAddr::V4(a.0)),
+            RData::AAAA(a) => Some(IpAddr::V6(a.0)),
+            _ => None,
+        })
+        .collect();
+    ips.sort();
+    ips
+}

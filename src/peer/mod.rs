@@ -658,3 +658,76 @@ async fn discover(cfg: &Config, tag: &GeoTag) -> Result<Endpoint, String> {
     }
     Err(last)
 }
+
+/// Resolves application hostnames (`k8gb.io/exposed-hostnames`, hostname-only
+/// load balancers) through the edge DNS servers as upstream does, following
+/// CNAMEs up to 8 levels. Every name must give at least one address; A and
+/// AAAA are both kept.
+pub async fn resolve_via_edge(cfg: &Config, hostnames: &[String]) -> Result<Vec<IpAddr>, String> {
+    let mut out: Vec<IpAddr> = Vec::new();
+    for host in hostnames {
+        let ips = resolve_one_via_edge(cfg, host).await?;
+        if ips.is_empty() {
+            return Err(format!("{host}: no address at the edge DNS"));
+        }
+        for ip in ips {
+            if !out.contains(&ip) {
+                out.push(ip);
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn resolve_one_via_edge(cfg: &Config, host: &str) -> Result<Vec<IpAddr>, String> {
+    let mut last = String::from("no edge DNS server configured (EDGE_DNS_SERVERS)");
+    for edge in &cfg.edge_dns_servers {
+        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((edge.host.as_str(), edge.port)).await {
+            Ok(a) => a.collect(),
+            Err(e) => {
+                last = format!("edge {edge}: {e}");
+                continue;
+            }
+        };
+        for addr in addrs {
+            let ep = Endpoint {
+                dns: addr,
+                dot: addr,
+                server_name: ServerName::IpAddress(addr.ip().into()),
+            };
+            let mut c = PeerClient::plain(cfg.peer_exchange.timeout, Vec::new());
+            match follow_cnames(&mut c, &ep, host).await {
+                Ok(ips) => return Ok(ips),
+                Err(e) => last = format!("edge {edge}: {host}: {e}"),
+            }
+        }
+    }
+    Err(last)
+}
+
+/// A and AAAA of `host` at one server, chasing CNAMEs the server returns
+/// without their target (8 levels at most).
+async fn follow_cnames(c: &mut PeerClient, ep: &Endpoint, host: &str) -> Result<Vec<IpAddr>, String> {
+    let mut ips = Vec::new();
+    for rtype in [RecordType::A, RecordType::AAAA] {
+        let mut name =
+            Name::from_ascii(format!("{}.", host.trim_end_matches('.'))).map_err(|e| e.to_string())?;
+        for _ in 0..8 {
+            let m = c.query(ep, &name, rtype, true).await.map_err(|e| e.to_string())?;
+            let found = addresses(&m);
+            if !found.is_empty() {
+                ips.extend(found);
+                break;
+            }
+            let cname = m.answers.iter().find_map(|r| match &r.data {
+                RData::CNAME(t) if r.name == name => Some(t.0.clone()),
+                _ => None,
+            });
+            match cname {
+                Some(target) => name = target,
+                None => break,
+            }
+        }
+    }
+    Ok(ips)
+}

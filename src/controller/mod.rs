@@ -1,0 +1,797 @@
+//! The Kubernetes controller: watches Gslbs (k8gb.io and, while its CRD
+//! exists, the legacy k8gb.absa.oss group), resolves each one's traffic
+//! source, hosts, Services and exposed addresses from reflector caches
+//! (`sources`, pure), sends the result to the engine, and writes the Gslb's
+//! status from the engine's answers.
+//!
+//! Event-driven: a change of any object a Gslb's last resolution read
+//! (its source, its Services' EndpointSlices, its Gateway…) reconciles that
+//! Gslb at once through the dependency index; so does a change of its
+//! answers in the engine (a peer came or went). RECONCILE_REQUEUE_SECONDS
+//! is only a safety net.
+//!
+//! Gslbs are watched as untyped objects and parsed in the reconcile, so one
+//! malformed Gslb gets a `Ready=False InvalidSpec` condition instead of
+//! breaking the list-watch of all the others.
+
+pub mod legacy;
+pub mod sources;
+pub mod status;
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::{Value, json};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::api;
+use crate::config::Config;
+use crate::core::health::{Health, Policy};
+use crate::core::names;
+use crate::engine::{Event, KubeChange, KubeGslb};
+use crate::metrics::Metrics;
+use sources::{Dependency, Lookup, SourceKind};
+use status::{Outcome, Ready};
+use store::{DepIndex, Group, Stores, Target, lock};
+
+/// Label on Ingresses created from an embedded spec.
+pub const MANAGED_BY: (&str, &str) = ("app.k8gb.io/managed-by", "gslb");
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("the engine stopped")]
+    EngineStopped,
+    #[error(
+        "the k8gb.io Gslb CRD is not installed (apply chart/k8gb/crds or `k8gb crd | kubectl apply -f -`)"
+    )]
+    CrdMissing,
+}
+
+/// Shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub cfg: Arc<Config>,
+    pub stores: Stores,
+    pub engine: mpsc::Sender<Event>,
+    pub recorder: Recorder,
+    pub index: Arc<Mutex<DepIndex>>,
+    pub metrics: Arc<Metrics>,
+    pub canonical: ApiResource,
+    pub legacy: Option<ApiResource>,
+    /// The last warning event per Gslb: one event per distinct failure,
+    /// not one per requeue.
+    warned: Mutex<HashMap<Target, String>>,
+    /// The status we last wrote, and the resourceVersion of the object we
+    /// wrote it over: a reconcile that still sees that older object
+    /// compares with what we wrote instead of re-patching.
+    written: Mutex<HashMap<Target, (Option<String>, Value)>>,
+    /// The last resolution that succeeded: a transient failure keeps its
+    /// hosts served (with this cluster's targets withdrawn).
+    last_good: Mutex<HashMap<Target, KubeGslb>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        cfg: Arc<Config>,
+        stores: Stores,
+        engine: mpsc::Sender<Event>,
+        metrics: Arc<Metrics>,
+        legacy: Option<ApiResource>,
+    ) -> Context {
+        let instance = std::env::var("POD_NAME")
+            .or_else(|_| std::env::var("HOSTNAME"))
+            .ok();
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "k8gb".into(),
+                instance,
+            },
+        );
+        Context {
+            client,
+            cfg,
+            stores,
+            engine,
+            recorder,
+            index: Arc::new(Mutex::new(DepIndex::default())),
+            metrics,
+            canonical: ApiResource::erase::<api::Gslb>(&()),
+            legacy,
+            warned: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
+            last_good: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn ar(&self, group: Group) -> &ApiResource {
+        match (group, &self.legacy) {
+            (Group::Legacy, Some(ar)) => ar,
+            _ => &self.canonical,
+        }
+    }
+
+    fn api(&self, group: Group, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(self.client.clone(), namespace, self.ar(group))
+    }
+
+    fn requeue(&self) -> Action {
+        match self.cfg.reconcile_requeue_seconds {
+            0 => Action::await_change(),
+            s => Action::requeue(Duration::from_secs(s)),
+        }
+    }
+
+    /// Publishes an event about `obj`; a failure to publish is only logged.
+    async fn event(&self, obj: &DynamicObject, group: Group, warning: bool, reason: &str, note: String) {
+        let ev = KubeEvent {
+            type_: if warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: reason.into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(self.ar(group))).await {
+            tracing::debug!("cannot publish event {reason}: {e}");
+        }
+    }
+
+    /// A warning event, unless the same one was the last for this Gslb.
+    async fn warn_once(&self, obj: &DynamicObject, target: &Target, reason: &str, note: String) {
+        let key = format!("{reason}: {note}");
+        if lock(&self.warned).insert(target.clone(), key.clone()).as_ref() == Some(&key) {
+            return;
+        }
+        self.event(obj, target.group, true, reason, note).await;
+    }
+
+    async fn send(&self, change: KubeChange) -> Result<(), Error> {
+        self.engine
+            .send(Event::Kube(change))
+            .await
+            .map_err(|_| Error::EngineStopped)
+    }
+
+    /// Forgets a Gslb that is gone.
+    async fn forget(&self, target: &Target) -> Result<(), Error> {
+        lock(&self.index).remove(target);
+        lock(&self.warned).remove(target);
+        lock(&self.written).remove(target);
+        lock(&self.last_good).remove(target);
+        self.send(KubeChange::Remove(engine_key(target))).await
+    }
+}
+
+/// The engine's key of a Gslb.
+pub fn engine_key(t: &Target) -> String {
+    let group = match t.group {
+        Group::Canonical => "k8gb.io",
+        Group::Legacy => "k8gb.absa.oss",
+    };
+    format!("{group}/{}/{}", t.namespace, t.name)
+}
+
+fn target_of_key(key: &str) -> Option<Target> {
+    let mut it = key.splitn(3, '/');
+    let group = match it.next()? {
+        "k8gb.io" => Group::Canonical,
+        "k8gb.absa.oss" => Group::Legacy,
+        _ => return None,
+    };
+    Some(Target {
+        group,
+        namespace: it.next()?.to_owned(),
+        name: it.next()?.to_owned(),
+    })
+}
+
+fn target_of(obj: &DynamicObject, group: Group) -> Target {
+    Target {
+        group,
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+    }
+}
+
+fn group_of(obj: &DynamicObject) -> Group {
+    match obj.types.as_ref().map(|t| t.api_version.as_str()) {
+        Some(v) if v.starts_with("k8gb.absa.oss/") => Group::Legacy,
+        _ => Group::Canonical,
+    }
+}
+
+fn now() -> String {
+    k8s_openapi::jiff::Timestamp::now().to_string()
+}
+
+/// Reconciles one Gslb of either group.
+pub async fn reconcile(obj: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let group = group_of(&obj);
+    let target = target_of(&obj, group);
+    let result = match group {
+        Group::Legacy => legacy::reconcile(&obj, &ctx, &target).await,
+        Group::Canonical => reconcile_gslb(&obj, &ctx, &target).await,
+    };
+    if result.is_err() {
+        ctx.metrics.gslb_error(&target.namespace, &target.name);
+    }
+    result
+}
+
+/// API errors: retried after a short, jittered delay.
+pub fn error_policy(obj: Arc<DynamicObject>, err: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(gslb = %format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any()), "reconcile failed, retrying: {err}");
+    let jitter = rand::random::<u64>() % 2000;
+    Action::requeue(Duration::from_millis(3000 + jitter))
+}
+
+/// The reconcile of one Gslb (k8gb.io, or a legacy one seen as k8gb.io).
+pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target) -> Result<Action, Error> {
+    if obj.metadata.deletion_timestamp.is_some() {
+        ctx.forget(target).await?;
+        return Ok(Action::await_change());
+    }
+    let gslb = match parse(obj, target.group) {
+        Ok(g) => g,
+        Err(msg) => {
+            let ready = Ready::no("InvalidSpec", msg);
+            return fail(obj, ctx, target, ready, Vec::new(), Action::await_change()).await;
+        }
+    };
+    let strategy = match gslb.spec.strategy.validate() {
+        Ok(s) => s,
+        Err(e) => {
+            let ready = Ready::no("InvalidStrategy", format!("spec.strategy: {e}"));
+            return fail(obj, ctx, target, ready, Vec::new(), Action::await_change()).await;
+        }
+    };
+    let embedded = gslb.spec.resource_ref.as_ref().is_none_or(|r| r.is_empty());
+    if embedded && gslb.spec.ingress.is_some() {
+        if let Some(ready) = ensure_ingress(obj, &gslb, ctx, target).await? {
+            return fail(obj, ctx, target, ready, Vec::new(), ctx.requeue()).await;
+        }
+    }
+    let resolved = match sources::resolve(&ctx.stores, &gslb) {
+        Ok(r) => r,
+        Err(e) => {
+            let ready = Ready::no(e.reason(), e.error.to_string());
+            let deps = e.depends;
+            return fail(obj, ctx, target, ready, deps, ctx.requeue()).await;
+        }
+    };
+    let mut deps = resolved.depends.clone();
+    for (_, services) in &resolved.servers {
+        for s in services {
+            deps.push(Dependency::Object {
+                kind: SourceKind::Service,
+                namespace: s.namespace.clone(),
+                name: s.name.clone(),
+            });
+            deps.push(Dependency::EndpointSlices {
+                namespace: s.namespace.clone(),
+                service: s.name.clone(),
+            });
+        }
+    }
+    lock(&ctx.index).set(target, deps);
+
+    // hosts outside every served zone are reported, not served
+    let zones: Vec<&str> = ctx.cfg.zones.iter().map(|z| z.name.as_str()).collect();
+    let in_zone = |h: &str| names::best_zone(h, zones.iter().copied()).is_some();
+    let outside: Vec<String> = resolved.hosts.iter().filter(|h| !in_zone(h)).cloned().collect();
+    let servers: Vec<_> = resolved
+        .servers
+        .iter()
+        .filter(|(h, _)| in_zone(h))
+        .cloned()
+        .collect();
+    let policy: Policy = gslb.spec.service_health_policy.into();
+    let health: std::collections::BTreeMap<String, Health> = servers
+        .iter()
+        .map(|(h, services)| (h.clone(), sources::host_health(&ctx.stores, policy, services)))
+        .collect();
+
+    // exposed addresses (§5.2); hostnames go through the edge DNS
+    let mut problem: Option<Ready> = None;
+    let exposed: Vec<IpAddr> = match sources::exposed_plan(
+        obj.annotations(),
+        &ctx.cfg.cluster_exposed_ips,
+        &resolved.addresses,
+    ) {
+        Err(e) => {
+            problem = Some(Ready::no(e.reason(), e.to_string()));
+            Vec::new()
+        }
+        Ok(plan) if plan.resolve.is_empty() => plan.ips,
+        Ok(plan) => match crate::peer::resolve_via_edge(&ctx.cfg, &plan.resolve).await {
+            Ok(mut ips) => {
+                ips.extend(plan.ips);
+                ips
+            }
+            Err(e) => {
+                ctx.warn_once(obj, target, "ExposedIPResolutionError", e.clone())
+                    .await;
+                problem = Some(Ready::no("ExposedAddressesUnresolved", e));
+                plan.ips
+            }
+        },
+    };
+
+    let entry = KubeGslb {
+        key: engine_key(target),
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+        hosts: servers.iter().map(|(h, _)| h.clone()).collect(),
+        strategy,
+        health: health.clone(),
+        exposed: exposed.clone(),
+    };
+    lock(&ctx.last_good).insert(target.clone(), entry.clone());
+    let report = upsert(ctx, entry).await?;
+
+    let ready = if servers.is_empty() {
+        Ready::no(
+            "HostOutsideZones",
+            format!(
+                "no host is inside a served zone ({}): {}",
+                zones.join(", "),
+                resolved.hosts.join(", ")
+            ),
+        )
+    } else if let Some(p) = problem {
+        p
+    } else if exposed.is_empty() {
+        Ready::no(
+            "NoExposedAddresses",
+            "the traffic source has no address yet (load balancer pending?); peers' targets are served",
+        )
+    } else {
+        let mut msg = format!(
+            "serving {} host(s), {} local address(es)",
+            servers.len(),
+            exposed.len()
+        );
+        if !outside.is_empty() {
+            msg.push_str(&format!(
+                "; outside every zone, not served: {}",
+                outside.join(", ")
+            ));
+        }
+        Ready::yes(msg)
+    };
+    if !outside.is_empty() {
+        ctx.warn_once(
+            obj,
+            target,
+            "HostOutsideZones",
+            format!("not served, outside every zone: {}", outside.join(", ")),
+        )
+        .await;
+    } else if ready.ok {
+        lock(&ctx.warned).remove(target);
+    }
+    let outcome = Outcome {
+        hosts: resolved.hosts.clone(),
+        servers,
+        health,
+        exposed,
+        report,
+    };
+    write_status(obj, ctx, target, &outcome, &ready).await?;
+    Ok(ctx.requeue())
+}
+
+/// Sends a resolved Gslb to the engine and waits for its answers.
+async fn upsert(ctx: &Context, entry: KubeGslb) -> Result<Option<crate::metrics::GslbReport>, Error> {
+    let (tx, rx) = oneshot::channel();
+    ctx.send(KubeChange::Upsert(Box::new(entry), Some(tx))).await?;
+    Ok(tokio::time::timeout(Duration::from_secs(10), rx)
+        .await
+        .ok()
+        .and_then(|r| r.ok()))
+}
+
+/// A Gslb that cannot be served as asked: condition, event, metrics. Hosts
+/// served before keep being served with this cluster's targets withdrawn,
+/// so peers' targets still answer.
+async fn fail(
+    obj: &DynamicObject,
+    ctx: &Context,
+    target: &Target,
+    ready: Ready,
+    deps: Vec<Dependency>,
+    action: Action,
+) -> Result<Action, Error> {
+    tracing::warn!(gslb = %format!("{}/{}", target.namespace, target.name), reason = %ready.reason, "{}", ready.message);
+    ctx.metrics.gslb_error(&target.namespace, &target.name);
+    lock(&ctx.index).set(target, deps);
+    ctx.warn_once(obj, target, &ready.reason, ready.message.clone())
+        .await;
+    let previous = lock(&ctx.last_good).get(target).cloned();
+    let report = match previous {
+        Some(mut g) => {
+            g.health.clear();
+            g.exposed.clear();
+            upsert(ctx, g).await?
+        }
+        None => {
+            ctx.send(KubeChange::Remove(engine_key(target))).await?;
+            None
+        }
+    };
+    let outcome = Outcome {
+        report,
+        ..Outcome::default()
+    };
+    write_status(obj, ctx, target, &outcome, &ready).await?;
+    Ok(action)
+}
+
+/// Patches the status when it differs from the stored one.
+async fn write_status(
+    obj: &DynamicObject,
+    ctx: &Context,
+    target: &Target,
+    outcome: &Outcome,
+    ready: &Ready,
+) -> Result<(), Error> {
+    let want = status::desired(ctx.cfg.geo_tag.as_str(), outcome, ready, obj.metadata.generation);
+    let rv = obj.resource_version();
+    let stored = obj.data.get("status").cloned();
+    let current = match lock(&ctx.written).get(target) {
+        Some((seen_rv, written)) if *seen_rv == rv => Some(written.clone()),
+        _ => stored,
+    };
+    let Some(patch) = status::patch(current.as_ref(), want, &now()) else {
+        return Ok(());
+    };
+    let api = ctx.api(target.group, &target.namespace);
+    match api
+        .patch_status(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        Ok(updated) => {
+            let after = updated.data.get("status").cloned().unwrap_or(Value::Null);
+            lock(&ctx.written).insert(target.clone(), (rv, after));
+            Ok(())
+        }
+        // deleted meanwhile: its watch event follows
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Parses the Gslb out of the untyped object; the error names the field.
+pub fn parse(obj: &DynamicObject, group: Group) -> Result<api::Gslb, String> {
+    let spec = obj.data.get("spec").cloned().unwrap_or(Value::Null);
+    let spec: api::GslbSpec = match group {
+        Group::Canonical => serde_path_to_error::deserialize(spec).map_err(|e| format!("spec.{e}"))?,
+        Group::Legacy => serde_path_to_error::deserialize::<_, api::legacy::GslbSpec>(spec)
+            .map_err(|e| format!("spec.{e}"))?
+            .into(),
+    };
+    Ok(api::Gslb {
+        metadata: obj.metadata.clone(),
+        spec,
+        status: None,
+    })
+}
+
+/// The Ingress an embedded spec asks for, as JSON (upstream's `backend`
+/// is networking/v1's `defaultBackend`).
+fn embedded_ingress_spec(ingress: &api::IngressSpec) -> Value {
+    let mut spec = serde_json::to_value(ingress).unwrap_or(Value::Null);
+    if let Some(m) = spec.as_object_mut()
+        && let Some(b) = m.remove("backend")
+    {
+        m.insert("defaultBackend".into(), b);
+    }
+    spec
+}
+
+/// Creates or updates the Ingress of an embedded Gslb. `Some(ready)` when
+/// an Ingress of that name exists and belongs to something else.
+async fn ensure_ingress(
+    obj: &DynamicObject,
+    gslb: &api::Gslb,
+    ctx: &Context,
+    target: &Target,
+) -> Result<Option<Ready>, Error> {
+    let Some(ar) = ctx.stores.served(SourceKind::Ingress).cloned() else {
+        return Ok(Some(Ready::no(
+            "KindNotServed",
+            "networking.k8s.io/v1 Ingress is not served by this cluster",
+        )));
+    };
+    let Some(ingress) = &gslb.spec.ingress else {
+        return Ok(None);
+    };
+    let spec = embedded_ingress_spec(ingress);
+    let uid = obj.uid().unwrap_or_default();
+    let owner = json!({
+        "apiVersion": ctx.ar(target.group).api_version,
+        "kind": "Gslb",
+        "name": target.name,
+        "uid": uid,
+        "controller": true,
+        "blockOwnerDeletion": true,
+    });
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &target.namespace, &ar);
+    let existing = ctx
+        .stores
+        .get(SourceKind::Ingress, &target.namespace, &target.name)
+        .ok()
+        .flatten();
+    let Some(existing) = existing else {
+        let body = json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": target.name,
+                "namespace": target.namespace,
+                "labels": { MANAGED_BY.0: MANAGED_BY.1 },
+                "ownerReferences": [owner],
+            },
+            "spec": spec,
+        });
+        let body: DynamicObject =
+            serde_json::from_value(body).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
+        match api.create(&PostParams::default(), &body).await {
+            Ok(_) => {
+                tracing::info!(ingress = %format!("{}/{}", target.namespace, target.name), "created the embedded Ingress");
+            }
+            // the cache is behind: the next event reconciles again
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(None);
+    };
+    let owners = existing.owner_references();
+    if let Some(other) = owners.iter().find(|o| o.controller == Some(true) && o.uid != uid) {
+        return Ok(Some(Ready::no(
+            "IngressConflict",
+            format!(
+                "Ingress {}/{} exists and is controlled by {} {}; rename the Gslb or remove that Ingress",
+                target.namespace, target.name, other.kind, other.name
+            ),
+        )));
+    }
+    let current_spec = existing.data.get("spec").cloned().unwrap_or(Value::Null);
+    let labelled = existing.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
+    let owned = owners.iter().any(|o| o.uid == uid);
+    if current_spec == spec && labelled && owned {
+        return Ok(None);
+    }
+    let mut refs: Vec<Value> = owners
+        .iter()
+        .filter(|o| o.uid != uid)
+        .filter_map(|o| serde_json::to_value(o).ok())
+        .collect();
+    refs.push(owner);
+    let patch = json!({
+        "metadata": {
+            "labels": { MANAGED_BY.0: MANAGED_BY.1 },
+            "ownerReferences": refs,
+        },
+        "spec": status::merge_diff(&current_spec, &spec),
+    });
+    api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await?;
+    tracing::info!(ingress = %format!("{}/{}", target.namespace, target.name), "updated the embedded Ingress");
+    Ok(None)
+}
+
+/// Runs the controller until `cancel`. `answers` carries the engine keys of
+/// Gslbs whose answers changed without a reconcile.
+pub async fn run(
+    client: Client,
+    cfg: Arc<Config>,
+    engine: mpsc::Sender<Event>,
+    answers: mpsc::Receiver<String>,
+    metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+) -> Result<(), Error> {
+    let canonical = ApiResource::erase::<api::Gslb>(&());
+    if !store::is_served(&client, &canonical).await? {
+        return Err(Error::CrdMissing);
+    }
+    let legacy_ar = ApiResource::erase::<api::legacy::Gslb>(&());
+    let legacy = store::is_served(&client, &legacy_ar).await?.then_some(legacy_ar);
+    let (changed_tx, changed_rx) = mpsc::channel::<Target>(1024);
+    let (ingress_tx, ingress_rx) = mpsc::channel::<(String, String)>(256);
+    let mut ctx = Context::new(
+        client.clone(),
+        cfg,
+        Stores::default(),
+        engine,
+        metrics,
+        legacy.clone(),
+    );
+    let index = ctx.index.clone();
+    ctx.stores = store::start(&client, index, changed_tx, Some(ingress_tx), &cancel).await?;
+    if !ctx.stores.wait_ready(Duration::from_secs(30)).await {
+        tracing::warn!("some caches are not filled after 30 s (RBAC?); reconciling anyway");
+    }
+    let ctx = Arc::new(ctx);
+
+    // triggers: dependency changes and answer changes, routed per group
+    let (canon_tx, canon_rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
+    let (legacy_tx, legacy_rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
+    {
+        let ctx = ctx.clone();
+        let cancel = cancel.clone();
+        tokio::spawn(route_triggers(
+            ctx, changed_rx, answers, canon_tx, legacy_tx, cancel,
+        ));
+    }
+    tokio::spawn(legacy::annotated_ingresses(
+        ctx.clone(),
+        ingress_rx,
+        cancel.clone(),
+    ));
+
+    let canonical_reader;
+    let legacy_reader: Option<Store<DynamicObject>>;
+    let (c_stream, c_reader) = gslb_stream(&client, &ctx.canonical);
+    canonical_reader = c_reader;
+    let mut runs = Vec::new();
+    let (l_parts, l_reader) = match &legacy {
+        Some(ar) => {
+            let (s, r) = gslb_stream(&client, ar);
+            (Some(s), Some(r))
+        }
+        None => (None, None),
+    };
+    legacy_reader = l_reader;
+    let readers: Vec<Store<DynamicObject>> = std::iter::once(canonical_reader.clone())
+        .chain(legacy_reader.clone())
+        .collect();
+    runs.push(controller_run(
+        ctx.clone(),
+        Group::Canonical,
+        c_stream,
+        canonical_reader,
+        canon_rx,
+        readers.clone(),
+        cancel.clone(),
+    ));
+    if let (Some(s), Some(r)) = (l_parts, legacy_reader) {
+        runs.push(controller_run(
+            ctx.clone(),
+            Group::Legacy,
+            s,
+            r,
+            legacy_rx,
+            readers,
+            cancel.clone(),
+        ));
+    }
+    futures::future::join_all(runs).await;
+    Ok(())
+}
+
+type GslbEvents = futures::stream::BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>;
+
+/// The Gslb list-watch of one group and its cache.
+fn gslb_stream(client: &Client, ar: &ApiResource) -> (GslbEvents, Store<DynamicObject>) {
+    let writer = reflector::store::Writer::new(ar.clone());
+    let reader = writer.as_reader();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(store::trim)
+        .reflect(writer)
+        .boxed();
+    (stream, reader)
+}
+
+async fn controller_run(
+    ctx: Arc<Context>,
+    group: Group,
+    events: GslbEvents,
+    reader: Store<DynamicObject>,
+    triggers: mpsc::UnboundedReceiver<ObjectRef<DynamicObject>>,
+    readers: Vec<Store<DynamicObject>>,
+    cancel: CancellationToken,
+) {
+    let ar = ctx.ar(group).clone();
+    let c2 = ctx.clone();
+    // deletions and re-lists reach the engine here; the controller only
+    // sees objects that exist
+    let applied = events
+        .then(move |ev| {
+            let ctx = c2.clone();
+            let readers = readers.clone();
+            async move {
+                match &ev {
+                    Ok(watcher::Event::Delete(o)) => {
+                        let _ = ctx.forget(&target_of(o, group)).await;
+                    }
+                    Ok(watcher::Event::InitDone) => {
+                        let keys: BTreeSet<String> = readers
+                            .iter()
+                            .flat_map(|r| r.state())
+                            .map(|o| engine_key(&target_of(&o, group_of(&o))))
+                            .collect();
+                        let _ = ctx.send(KubeChange::Retain(keys)).await;
+                    }
+                    _ => {}
+                }
+                ev
+            }
+        })
+        .applied_objects();
+    let triggers = tokio_stream_from(triggers);
+    Controller::for_stream_with(applied, reader, ar)
+        .reconcile_on(triggers)
+        .with_config(kube::runtime::controller::Config::default().concurrency(8))
+        .graceful_shutdown_on(async move { cancel.cancelled().await })
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!("controller: {e}");
+            }
+        })
+        .await;
+}
+
+fn tokio_stream_from<T: Send + 'static>(
+    mut rx: mpsc::UnboundedReceiver<T>,
+) -> impl futures::Stream<Item = T> + Send + 'static {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Sends each Gslb to reconcile to its group's controller.
+async fn route_triggers(
+    ctx: Arc<Context>,
+    mut changed: mpsc::Receiver<Target>,
+    mut answers: mpsc::Receiver<String>,
+    canon: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+    legacy: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
+    cancel: CancellationToken,
+) {
+    let mut answers_open = true;
+    loop {
+        let t = tokio::select! {
+            _ = cancel.cancelled() => return,
+            t = changed.recv() => match t {
+                Some(t) => t,
+                None => return,
+            },
+            k = answers.recv(), if answers_open => match k {
+                Some(k) => match target_of_key(&k) {
+                    Some(t) => t,
+                    None => continue,
+                },
+                None => {
+                    answers_open = false;
+                    continue;
+                }
+            },
+        };
+        let r = ObjectRef::new_with(&t.name, ctx.ar(t.group).clone()).within(&t.namespace);
+        let _ = match t.group {
+            Group::Canonical => canon.send(r),
+            Group::Legacy => legacy.send(r),
+        };
+    }
+}

@@ -1,0 +1,283 @@
+//! The controller's caches: one reflector per source kind the cluster
+//! serves, trimmed (no managedFields, no last-applied annotation) to keep
+//! memory small, and a dependency index that maps a change of any cached
+//! object to the Gslbs whose last resolution read it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::core::{ApiResource, DynamicObject};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, ResourceExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::sources::{Dependency, Lookup, SourceKind, Unavailable};
+
+/// Which Gslb API a reconcile target lives in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Group {
+    /// `k8gb.io/v1beta1`.
+    Canonical,
+    /// `k8gb.absa.oss/v1beta1`.
+    Legacy,
+}
+
+/// A Gslb to reconcile again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Target {
+    pub group: Group,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// Dependency → the Gslbs that read it.
+#[derive(Default)]
+pub struct DepIndex {
+    by_dep: HashMap<Dependency, BTreeSet<Target>>,
+    by_target: HashMap<Target, Vec<Dependency>>,
+}
+
+impl DepIndex {
+    /// Replaces what `target` depends on.
+    pub fn set(&mut self, target: &Target, deps: Vec<Dependency>) {
+        self.remove(target);
+        for d in &deps {
+            self.by_dep.entry(d.clone()).or_default().insert(target.clone());
+        }
+        self.by_target.insert(target.clone(), deps);
+    }
+
+    pub fn remove(&mut self, target: &Target) {
+        if let Some(old) = self.by_target.remove(target) {
+            for d in old {
+                if let Some(set) = self.by_dep.get_mut(&d) {
+                    set.remove(target);
+                    if set.is_empty() {
+                        self.by_dep.remove(&d);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The Gslbs to reconcile when an object of `kind` changed.
+    pub fn affected(&self, kind: SourceKind, obj: &DynamicObject) -> BTreeSet<Target> {
+        let ns = obj.namespace().unwrap_or_default();
+        let mut keys = vec![
+            Dependency::Object {
+                kind,
+                namespace: ns.clone(),
+                name: obj.name_any(),
+            },
+            Dependency::Namespace {
+                kind,
+                namespace: ns.clone(),
+            },
+            Dependency::AllNamespaces(kind),
+        ];
+        if kind == SourceKind::EndpointSlice
+            && let Some(svc) = obj.labels().get("kubernetes.io/service-name")
+        {
+            keys.push(Dependency::EndpointSlices {
+                namespace: ns,
+                service: svc.clone(),
+            });
+        }
+        let mut out = BTreeSet::new();
+        for k in keys {
+            if let Some(set) = self.by_dep.get(&k) {
+                out.extend(set.iter().cloned());
+            }
+        }
+        out
+    }
+
+    pub fn targets(&self) -> impl Iterator<Item = &Target> {
+        self.by_target.keys()
+    }
+}
+
+/// The reflector stores of every served kind.
+#[derive(Clone, Default)]
+pub struct Stores {
+    kinds: BTreeMap<SourceKind, (ApiResource, Store<DynamicObject>)>,
+}
+
+impl Stores {
+    pub fn served(&self, kind: SourceKind) -> Option<&ApiResource> {
+        self.kinds.get(&kind).map(|(ar, _)| ar)
+    }
+
+    /// Waits until every store has its first full list, at most `limit`.
+    pub async fn wait_ready(&self, limit: Duration) -> bool {
+        let all = futures::future::join_all(self.kinds.values().map(|(_, s)| s.wait_until_ready()));
+        tokio::time::timeout(limit, all).await.is_ok()
+    }
+}
+
+impl Stores {
+    /// Caches filled from objects (tests, tools): each kind at its first
+    /// candidate version.
+    pub fn from_objects(objects: impl IntoIterator<Item = (SourceKind, DynamicObject)>) -> Stores {
+        let mut writers: BTreeMap<SourceKind, reflector::store::Writer<DynamicObject>> = BTreeMap::new();
+        for kind in SourceKind::ALL {
+            if let Some(ar) = kind.candidates().into_iter().next() {
+                let mut w = reflector::store::Writer::new(ar);
+                w.apply_watcher_event(&watcher::Event::Init);
+                writers.insert(kind, w);
+            }
+        }
+        // as a list: Init, InitApply…, InitDone
+        for (kind, obj) in objects {
+            if let Some(w) = writers.get_mut(&kind) {
+                w.apply_watcher_event(&watcher::Event::InitApply(obj));
+            }
+        }
+        let mut stores = Stores::default();
+        for (kind, mut w) in writers {
+            w.apply_watcher_event(&watcher::Event::InitDone);
+            let ar = kind.candidates().into_iter().next();
+            if let Some(ar) = ar {
+                stores.kinds.insert(kind, (ar, w.as_reader()));
+            }
+        }
+        stores
+    }
+}
+
+impl Lookup for Stores {
+    fn get(
+        &self,
+        kind: SourceKind,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Arc<DynamicObject>>, Unavailable> {
+        let (ar, store) = self.kinds.get(&kind).ok_or(Unavailable(kind))?;
+        // every source kind is namespaced
+        Ok(store.get(&ObjectRef::new_with(name, ar.clone()).within(namespace)))
+    }
+
+    fn list(
+        &self,
+        kind: SourceKind,
+        namespace: Option<&str>,
+    ) -> Result<Vec<Arc<DynamicObject>>, Unavailable> {
+        let (_, store) = self.kinds.get(&kind).ok_or(Unavailable(kind))?;
+        Ok(store
+            .state()
+            .into_iter()
+            .filter(|o| namespace.is_none_or(|ns| o.namespace().as_deref() == Some(ns)))
+            .collect())
+    }
+}
+
+/// Does the cluster serve `ar`? (Discovery of one group version.)
+pub async fn is_served(client: &Client, ar: &ApiResource) -> Result<bool, kube::Error> {
+    let list = if ar.group.is_empty() {
+        client.list_core_api_resources(&ar.version).await
+    } else {
+        client.list_api_group_resources(&ar.api_version).await
+    };
+    match list {
+        Ok(l) => Ok(l.resources.iter().any(|r| r.name == ar.plural)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Drops what the controller never reads, so the caches stay small.
+pub fn trim(o: &mut DynamicObject) {
+    o.managed_fields_mut().clear();
+    o.annotations_mut()
+        .remove("kubectl.kubernetes.io/last-applied-configuration");
+}
+
+/// Starts a reflector for every kind the cluster serves (the first served
+/// candidate version of each). A change of a cached object sends the Gslbs
+/// that depend on it to `changed`; a re-list sends every indexed Gslb.
+pub async fn start(
+    client: &Client,
+    index: Arc<Mutex<DepIndex>>,
+    changed: mpsc::Sender<Target>,
+    ingresses: Option<mpsc::Sender<(String, String)>>,
+    cancel: &CancellationToken,
+) -> Result<Stores, kube::Error> {
+    let mut stores = Stores::default();
+    for kind in SourceKind::ALL {
+        let mut chosen = None;
+        for ar in kind.candidates() {
+            if is_served(client, &ar).await? {
+                chosen = Some(ar);
+                break;
+            }
+        }
+        let Some(ar) = chosen else {
+            if kind.optional() {
+                tracing::info!(
+                    kind = kind.name(),
+                    "not served by this cluster; Gslbs cannot reference it"
+                );
+            } else {
+                tracing::warn!(kind = kind.name(), "not served by this cluster");
+            }
+            continue;
+        };
+        let writer = reflector::store::Writer::new(ar.clone());
+        let store = writer.as_reader();
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .modify(trim)
+            .reflect(writer);
+        let index = index.clone();
+        let changed = changed.clone();
+        let cancel = cancel.clone();
+        // every Ingress change also goes to the annotation handler (§5.3)
+        let hook = if kind == SourceKind::Ingress {
+            ingresses.clone()
+        } else {
+            None
+        };
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            loop {
+                let ev = tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    ev = stream.next() => ev,
+                };
+                let targets: BTreeSet<Target> = match ev {
+                    None => return,
+                    Some(Err(e)) => {
+                        tracing::warn!(kind = kind.name(), "watch failed, retrying: {e}");
+                        continue;
+                    }
+                    Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
+                        if let Some(h) = &hook {
+                            let _ = h.send((o.namespace().unwrap_or_default(), o.name_any())).await;
+                        }
+                        lock(&index).affected(kind, &o)
+                    }
+                    Some(Ok(watcher::Event::Delete(o))) => lock(&index).affected(kind, &o),
+                    // after a (re-)list anything may have changed
+                    Some(Ok(watcher::Event::InitDone)) => lock(&index).targets().cloned().collect(),
+                    Some(Ok(_)) => continue,
+                };
+                for t in targets {
+                    if changed.send(t).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        stores.kinds.insert(kind, (ar, store));
+    }
+    Ok(stores)
+}
+
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
