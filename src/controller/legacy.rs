@@ -82,7 +82,7 @@ pub async fn reconcile(obj: &DynamicObject, ctx: &Context, target: &Target) -> R
         // a malformed legacy Gslb cannot be migrated: report it like any other
         Err(_) => return reconcile_gslb(obj, ctx, target).await,
     };
-    let existed = canonical.get_opt(&target.name).await?.is_some();
+    let existed = super::get_opt(&canonical, &target.name).await?.is_some();
     if !existed {
         let mut g = sources::migrate_legacy(&legacy);
         g.metadata.resource_version = None;
@@ -236,7 +236,7 @@ async fn sync_annotated(
     let ns = ing.namespace().unwrap_or_default();
     let name = ing.name_any();
     let api = ctx.api(Group::Canonical, &ns);
-    let existing = api.get_opt(&name).await?;
+    let existing = super::get_opt(&api, &name).await?;
     let existing_gslb = existing
         .as_ref()
         .and_then(|o| super::parse(o, Group::Canonical).ok());

@@ -156,12 +156,14 @@ impl Context {
     }
 
     /// A warning event, unless the same one was the last for this Gslb.
-    async fn warn_once(&self, obj: &DynamicObject, target: &Target, reason: &str, note: String) {
+    /// True when it was new.
+    async fn warn_once(&self, obj: &DynamicObject, target: &Target, reason: &str, note: String) -> bool {
         let key = format!("{reason}: {note}");
         if lock(&self.warned).insert(target.clone(), key.clone()).as_ref() == Some(&key) {
-            return;
+            return false;
         }
         self.event(obj, target.group, true, reason, note).await;
+        true
     }
 
     async fn send(&self, change: KubeChange) -> Result<(), Error> {
@@ -178,6 +180,16 @@ impl Context {
         lock(&self.written).remove(target);
         lock(&self.last_good).remove(target);
         self.send(KubeChange::Remove(engine_key(target))).await
+    }
+}
+
+/// GET that maps 404 to `None` by code (kube's `get_opt` wants the exact
+/// `NotFound` reason, which API emulators do not always send).
+pub async fn get_opt(api: &Api<DynamicObject>, name: &str) -> Result<Option<DynamicObject>, kube::Error> {
+    match api.get(name).await {
+        Ok(o) => Ok(Some(o)),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

@@ -61,11 +61,23 @@ pub fn start(config: &str) -> Server {
 }
 
 pub fn start_at(path: &Path, dir: Option<tempfile::TempDir>) -> Server {
+    start_with(&["run", "--config", path.to_str().unwrap()], &[], path, dir)
+}
+
+/// Runs `k8gb` with `args` and only `envs` (plus JSON debug logging) in
+/// its environment, and waits until it listens.
+pub fn start_with(
+    args: &[&str],
+    envs: &[(&str, &str)],
+    path: &Path,
+    dir: Option<tempfile::TempDir>,
+) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_k8gb"))
         .env_clear()
         .env("LOG_FORMAT", "json")
         .env("LOG_LEVEL", "debug")
-        .args(["run", "--config", path.to_str().unwrap()])
+        .envs(envs.iter().copied())
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
