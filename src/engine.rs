@@ -37,6 +37,9 @@ pub enum Event {
     Peer(PeerUpdate),
     /// The Kubernetes controller resolved, removed or re-listed Gslbs.
     Kube(KubeChange),
+    /// This cluster's DNS addresses as found in Kubernetes (§5.4): the glue
+    /// of its own NS name.
+    ClusterIps(Vec<IpAddr>),
 }
 
 /// A Gslb resolved by the Kubernetes controller: its served hosts, each
@@ -364,6 +367,10 @@ impl Engine {
                     tracing::info!(gslb = %key, "gslb no longer served");
                 }
                 self.kube_reports.remove(&key);
+            }
+            Event::ClusterIps(ips) => {
+                // the engine reads cluster_exposed_ips only for its own glue
+                self.cfg.cluster_exposed_ips = ips;
             }
             Event::Kube(KubeChange::Retain(keys)) => {
                 self.kube.retain(|k, _| keys.contains(k));

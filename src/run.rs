@@ -223,13 +223,23 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             cancel.clone(),
         ));
     }
+    let (cluster_ips_tx, _cluster_ips_rx) = tokio::sync::watch::channel(cfg.exposed_dns_ips());
     if let Some(client) = kube_client {
         let cfg = Arc::new(cfg.clone());
         let tx = tx.clone();
         let metrics = metrics.clone();
         let cancel = cancel.clone();
         tasks.spawn(async move {
-            if let Err(e) = crate::controller::run(client, cfg, tx, answers_rx, metrics, cancel.clone()).await
+            if let Err(e) = crate::controller::run(
+                client,
+                cfg,
+                tx,
+                answers_rx,
+                cluster_ips_tx,
+                metrics,
+                cancel.clone(),
+            )
+            .await
             {
                 // without the controller nothing is served right: stop
                 tracing::error!("Kubernetes controller: {e}");

@@ -61,6 +61,14 @@ pub async fn reconcile(obj: &DynamicObject, ctx: &Context, target: &Target) -> R
     }
     // served through the k8gb.io Gslb from now on
     ctx.forget(target).await?;
+    let ready = super::status::Ready::no(
+        "Migrated",
+        format!(
+            "served through the k8gb.io Gslb {}/{}; edit that one",
+            target.namespace, target.name
+        ),
+    );
+    super::write_status(obj, ctx, target, &Default::default(), &ready).await?;
     let canonical = ctx.api(Group::Canonical, &target.namespace);
     if migrated {
         detach_ingress(ctx, obj, target).await?;

@@ -14,6 +14,7 @@
 //! malformed Gslb gets a `Ready=False InvalidSpec` condition instead of
 //! breaking the list-watch of all the others.
 
+pub mod cluster_ips;
 pub mod legacy;
 pub mod sources;
 pub mod status;
@@ -459,7 +460,7 @@ async fn fail(
 }
 
 /// Patches the status when it differs from the stored one.
-async fn write_status(
+pub(crate) async fn write_status(
     obj: &DynamicObject,
     ctx: &Context,
     target: &Target,
@@ -619,6 +620,7 @@ pub async fn run(
     cfg: Arc<Config>,
     engine: mpsc::Sender<Event>,
     answers: mpsc::Receiver<String>,
+    cluster_ips: tokio::sync::watch::Sender<Vec<IpAddr>>,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
@@ -644,6 +646,14 @@ pub async fn run(
         tracing::warn!("some caches are not filled after 30 s (RBAC?); reconciling anyway");
     }
     let ctx = Arc::new(ctx);
+    tokio::spawn(cluster_ips::run(
+        ctx.cfg.clone(),
+        Arc::new(ctx.stores.clone()),
+        ctx.engine.clone(),
+        cluster_ips,
+        Duration::from_secs(2),
+        cancel.clone(),
+    ));
 
     // triggers: dependency changes and answer changes, routed per group
     let (canon_tx, canon_rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
