@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod api;
 pub mod config;
+pub mod controller;
 pub mod core;
 pub mod delegation;
 pub mod demo;
