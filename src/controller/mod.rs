@@ -291,20 +291,8 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
             return fail(obj, ctx, target, ready, deps, ctx.requeue()).await;
         }
     };
-    let mut deps = resolved.depends.clone();
-    for (_, services) in &resolved.servers {
-        for s in services {
-            deps.push(Dependency::Object {
-                kind: SourceKind::Service,
-                namespace: s.namespace.clone(),
-                name: s.name.clone(),
-            });
-            deps.push(Dependency::EndpointSlices {
-                namespace: s.namespace.clone(),
-                service: s.name.clone(),
-            });
-        }
-    }
+    // includes each backing Service and its EndpointSlices
+    let deps = resolved.depends.clone();
     lock(&ctx.index).set(target, deps);
 
     // hosts outside every served zone are reported, not served
