@@ -278,10 +278,11 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
         }
     };
     let embedded = gslb.spec.resource_ref.as_ref().is_none_or(|r| r.is_empty());
-    if embedded && gslb.spec.ingress.is_some() {
-        if let Some(ready) = ensure_ingress(obj, &gslb, ctx, target).await? {
-            return fail(obj, ctx, target, ready, Vec::new(), ctx.requeue()).await;
-        }
+    if embedded
+        && gslb.spec.ingress.is_some()
+        && let Some(ready) = ensure_ingress(obj, &gslb, ctx, target).await?
+    {
+        return fail(obj, ctx, target, ready, Vec::new(), ctx.requeue()).await;
     }
     let resolved = match sources::resolve(&ctx.stores, &gslb) {
         Ok(r) => r,
