@@ -204,6 +204,10 @@ pub fn delegated_condition(
             ("True", Reason::Delegated, format!("delegated via {via}"))
         }
         Some(DelegationOutcome::Failed { reason, message }) => ("False", *reason, message.clone()),
+        // not checked yet since we started: what is stored stands
+        None if provider_configured && previous.is_some() => {
+            return previous.cloned().unwrap_or_default();
+        }
         None if provider_configured => (
             "Unknown",
             Reason::Pending,
@@ -520,6 +524,11 @@ mod tests {
             (c3.reason.as_str(), c3.last_transition_time.as_str()),
             ("EdgeTimeout", "T3"),
             "still False: the reason changes, the time stays"
+        );
+        let restarted = delegated_condition(None, true, Some(&c3), Some(2), "T5");
+        assert_eq!(
+            restarted, c3,
+            "no outcome yet after a restart: the stored condition stands"
         );
         let pending = delegated_condition(None, true, None, None, "T5");
         assert_eq!(
