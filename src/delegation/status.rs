@@ -326,16 +326,14 @@ pub async fn sync_status(
     for zone in &cfg.zones {
         let name = zd_name(zone);
         // an existing ZoneDelegation for the zone wins: ours by name, else any
+        let for_zone =
+            |z: &&ZoneDelegation| crate::core::names::normalize(&z.spec.load_balanced_zone) == zone.name;
         let found = existing
             .items
             .iter()
+            .filter(for_zone)
             .find(|z| z.metadata.name.as_deref() == Some(name.as_str()))
-            .or_else(|| {
-                existing
-                    .items
-                    .iter()
-                    .find(|z| crate::core::names::normalize(&z.spec.load_balanced_zone) == zone.name)
-            });
+            .or_else(|| existing.items.iter().find(for_zone));
         let zd = match found {
             Some(zd) => zd.clone(),
             None => match api
@@ -384,6 +382,32 @@ pub async fn sync_status(
         Some(e) => Err(e),
         None => Ok(writes),
     }
+}
+
+/// The live peers' geotags (what [`super::extdns::run_extdns`] takes),
+/// following a `watch` of their addresses: for callers that publish only
+/// [`PeerAddresses`]. Spawns a task that ends with `cancel` or the sender.
+pub fn live_geotags(
+    mut peers: watch::Receiver<PeerAddresses>,
+    cancel: CancellationToken,
+) -> watch::Receiver<BTreeSet<GeoTag>> {
+    let tags = |p: &PeerAddresses| p.keys().cloned().collect::<BTreeSet<GeoTag>>();
+    let (tx, rx) = watch::channel(tags(&peers.borrow_and_update()));
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                r = peers.changed() => if r.is_err() { return },
+            }
+            let now = tags(&peers.borrow_and_update());
+            tx.send_if_modified(|t| {
+                let changed = *t != now;
+                *t = now;
+                changed
+            });
+        }
+    });
+    rx
 }
 
 /// Delay between retries after a failed pass: 1 s doubling to 60 s, jittered.
@@ -589,6 +613,26 @@ mod tests {
             DelegationOutcome::failed(Reason::NoExposedAddress, NO_ADDRESS)
         );
         StatusSink::discard().report("z", DelegationOutcome::delegated("y"));
+    }
+
+    #[tokio::test]
+    async fn live_geotags_follow_the_addresses() {
+        let (tx, rx) = watch::channel(peers(&[("us", &["198.51.100.7"])]));
+        let cancel = CancellationToken::new();
+        let mut live = live_geotags(rx, cancel.clone());
+        assert_eq!(*live.borrow_and_update(), [GeoTag::parse("us").unwrap()].into());
+        tx.send(peers(&[("us", &["198.51.100.8"])])).unwrap();
+        tx.send(peers(&[("us", &["198.51.100.8"]), ("ap", &[])])).unwrap();
+        live.changed().await.unwrap();
+        let want: BTreeSet<GeoTag> = ["ap", "us"].iter().map(|t| GeoTag::parse(t).unwrap()).collect();
+        assert_eq!(*live.borrow_and_update(), want);
+        tx.send(peers(&[("us", &["198.51.100.9"]), ("ap", &[])])).unwrap();
+        tokio::task::yield_now().await;
+        assert!(
+            !live.has_changed().unwrap(),
+            "an address change is not a membership change"
+        );
+        cancel.cancel();
     }
 
     #[test]
