@@ -45,6 +45,13 @@ fn cfg(extra: impl FnOnce(&mut ConfigArgs)) -> Config {
     k8gb::config::build(&args, None, None).expect("test config")
 }
 
+/// Our addresses as the configuration gives them (a sender that stays).
+fn own_ips(cfg: &Config) -> watch::Receiver<Vec<IpAddr>> {
+    let (tx, rx) = watch::channel(cfg.exposed_dns_ips());
+    std::mem::forget(tx);
+    rx
+}
+
 fn tags(list: &[&str]) -> BTreeSet<GeoTag> {
     list.iter().map(|t| GeoTag::parse(t).expect("geotag")).collect()
 }
@@ -251,8 +258,9 @@ async fn a_peer_leaving_rewrites_the_ns_list() {
     let cancel = CancellationToken::new();
     let task = tokio::spawn(extdns::run_extdns(
         client,
-        cfg,
+        cfg.clone(),
         live_rx,
+        own_ips(&cfg),
         sink,
         metrics.clone(),
         cancel.clone(),
@@ -308,8 +316,9 @@ async fn an_api_error_is_retried() {
     let cancel = CancellationToken::new();
     let task = tokio::spawn(extdns::run_extdns(
         client,
-        cfg,
+        cfg.clone(),
         live_rx,
+        own_ips(&cfg),
         sink,
         metrics.clone(),
         cancel.clone(),
@@ -401,8 +410,9 @@ async fn finalize_on_shutdown() {
         let cancel = CancellationToken::new();
         let task = tokio::spawn(extdns::run_extdns(
             client,
-            cfg,
+            cfg.clone(),
             live_rx,
+            own_ips(&cfg),
             StatusSink::discard(),
             Arc::new(Metrics::default()),
             cancel.clone(),
@@ -468,7 +478,7 @@ async fn status_pass(
 ) -> tokio::task::JoinHandle<Result<usize, kube::Error>> {
     tokio::spawn(async move {
         let zds: Api<ZoneDelegation> = Api::all(client);
-        status::sync_status(&zds, &cfg, &outcomes, &peers, now).await
+        status::sync_status(&zds, &cfg, &cfg.exposed_dns_ips(), &outcomes, &peers, now).await
     })
 }
 
@@ -586,9 +596,10 @@ async fn rfc2136_failure_sets_the_condition_false() {
     let cancel = CancellationToken::new();
     let task = tokio::spawn(status::run_status(
         client,
-        cfg,
+        cfg.clone(),
         outcomes,
         peers_rx,
+        own_ips(&cfg),
         cancel.clone(),
     ));
     let delegated = json!({
@@ -720,4 +731,52 @@ status:
     );
     let again: DNSEndpoint = serde_json::from_value(serde_json::to_value(&ep).expect("json")).expect("back");
     assert_eq!(ep, again);
+}
+
+// Kubernetes mode: our addresses are discovered after the start; nothing is
+// written until they are, then the DNSEndpoint is created at once
+#[tokio::test(start_paused = true)]
+async fn glue_addresses_found_later_are_published_at_once() {
+    let cfg = cfg(|a| a.cluster_exposed_ips = None);
+    assert!(cfg.exposed_dns_ips().is_empty());
+    let (client, mut api) = client();
+    let (_live_tx, live_rx) = watch::channel(tags(&["us"]));
+    let (ips_tx, ips_rx) = watch::channel(Vec::<IpAddr>::new());
+    let (sink, mut outcomes) = StatusSink::new();
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(extdns::run_extdns(
+        client,
+        cfg,
+        live_rx,
+        ips_rx,
+        sink,
+        Arc::new(Metrics::default()),
+        cancel.clone(),
+    ));
+    outcomes.changed().await.expect("an outcome");
+    assert!(matches!(
+        outcomes.borrow_and_update()["cloud.example.com"],
+        DelegationOutcome::Failed {
+            reason: Reason::NoExposedAddress,
+            ..
+        }
+    ));
+    api.quiet(Duration::from_secs(10)).await;
+
+    ips_tx
+        .send(vec!["203.0.113.5".parse().expect("ip")])
+        .expect("writer listens");
+    api.expect("GET", &format!("{EP_PATH}/{EP_NAME}"))
+        .await
+        .respond(404, not_found(EP_NAME));
+    let post = api.expect("POST", EP_PATH).await;
+    assert_eq!(
+        post.body["spec"]["endpoints"][1],
+        json!({"dnsName": EU, "recordType": "A", "recordTTL": 30, "targets": ["203.0.113.5"]})
+    );
+    let created = post.body.clone();
+    post.respond(201, created);
+    cancel.cancel();
+    task.await.expect("writer stops");
+    api.done().await;
 }

@@ -270,24 +270,27 @@ pub async fn finalize(api: &Api<DNSEndpoint>, cfg: &Config, live_peers: &BTreeSe
 /// on the way out (see [`finalize`]).
 ///
 /// `live_peers`: the geotags of the peers that are up now (our own tag, if
-/// present, is ignored). Outcomes go to `status`; checks are counted in
+/// present, is ignored). `own_ips`: this cluster's DNS addresses (the glue;
+/// in Kubernetes mode as discovered, else `Config::exposed_dns_ips`); a
+/// change rewrites at once. Outcomes go to `status`; checks are counted in
 /// `k8gb_delegation_reconciles_total{zone,result}`.
 pub async fn run_extdns(
     client: kube::Client,
     cfg: Config,
     mut live_peers: watch::Receiver<BTreeSet<GeoTag>>,
+    mut own_ips: watch::Receiver<Vec<IpAddr>>,
     status: StatusSink,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) {
     let api: Api<DNSEndpoint> = Api::namespaced(client, &cfg.pod_namespace);
     let period = Duration::from_secs(cfg.zone_delegation_reconcile_requeue_seconds.max(1));
-    let own_ips = cfg.exposed_dns_ips();
     let mut backoff = status::retry_backoff();
-    let mut open = true;
+    let (mut open, mut ips_open) = (true, true);
     loop {
         let live = live_peers.borrow_and_update().clone();
-        let wait = if sync_all(&api, &cfg, &own_ips, &live, &status, &metrics).await {
+        let ips = own_ips.borrow_and_update().clone();
+        let wait = if sync_all(&api, &cfg, &ips, &live, &status, &metrics).await {
             backoff = status::retry_backoff();
             period
         } else {
@@ -296,6 +299,7 @@ pub async fn run_extdns(
         tokio::select! {
             _ = cancel.cancelled() => break,
             r = live_peers.changed(), if open => open = r.is_ok(),
+            r = own_ips.changed(), if ips_open => ips_open = r.is_ok(),
             _ = tokio::time::sleep(wait) => {}
         }
     }

@@ -261,12 +261,17 @@ impl Edge {
 /// that crashed or is partitioned away is never deleted by the others, and a
 /// withdrawn cluster is not re-added by a peer that has not noticed yet.
 pub fn desired(cfg: &Config, zone: &Zone) -> Desired {
+    desired_with(cfg, zone, &cfg.exposed_dns_ips())
+}
+
+/// [`desired`] with `own_ips` as the glue (addresses found at run time).
+pub fn desired_with(cfg: &Config, zone: &Zone, own_ips: &[IpAddr]) -> Desired {
     let own_ns = cfg.ns_name(&cfg.geo_tag, zone);
     let active_ns: BTreeSet<String> = [own_ns.clone()].into();
     Desired {
         own_ns,
         active_ns,
-        own_glue: cfg.exposed_dns_ips().into_iter().collect(),
+        own_glue: own_ips.iter().copied().collect(),
     }
 }
 
@@ -310,13 +315,17 @@ pub async fn run(
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     cancel: CancellationToken,
 ) {
-    run_with_status(cfg, edge, metrics, StatusSink::discard(), cancel).await
+    let (_keep, own_ips) = tokio::sync::watch::channel(cfg.exposed_dns_ips());
+    run_with_status(cfg, edge, own_ips, metrics, StatusSink::discard(), cancel).await
 }
 
-/// [`run`], reporting each zone's outcome into `status` after every check.
+/// [`run`], with this cluster's addresses from `own_ips` (in Kubernetes
+/// mode as discovered; a change re-checks at once), reporting each zone's
+/// outcome into `status` after every check.
 pub async fn run_with_status(
     cfg: Config,
     edge: Edge,
+    mut own_ips: tokio::sync::watch::Receiver<Vec<IpAddr>>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     status: StatusSink,
     cancel: CancellationToken,
@@ -332,10 +341,12 @@ pub async fn run_with_status(
         .with_jitter()
         .without_max_times()
         .build();
+    let mut ips_open = true;
     loop {
         let mut ok = true;
+        let ips = own_ips.borrow_and_update().clone();
         for zone in &cfg.zones {
-            let want = desired(&cfg, zone);
+            let want = desired_with(&cfg, zone, &ips);
             if want.own_glue.is_empty() {
                 tracing::warn!(zone = zone.name, "{}", status::NO_ADDRESS);
                 status.report(&zone.name, DelegationOutcome::no_address());
@@ -376,12 +387,14 @@ pub async fn run_with_status(
         };
         tokio::select! {
             _ = cancel.cancelled() => break,
+            r = own_ips.changed(), if ips_open => ips_open = r.is_ok(),
             _ = tokio::time::sleep(wait) => {}
         }
     }
     if dcfg.finalize {
+        let ips = own_ips.borrow().clone();
         for zone in &cfg.zones {
-            let want = desired(&cfg, zone);
+            let want = desired_with(&cfg, zone, &ips);
             match reconcile_zone(&edge, zone, &want, cfg.ns_record_ttl, true).await {
                 Ok(n) => tracing::info!(zone = zone.name, changes = n, "delegation withdrawn"),
                 Err(e) => tracing::error!(zone = zone.name, "delegation not withdrawn: {e}"),
@@ -479,7 +492,8 @@ mod tests {
         let (sink, mut rx) = StatusSink::new();
         let cancel = CancellationToken::new();
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
-        let task = tokio::spawn(run_with_status(cfg, edge, metrics, sink, cancel.clone()));
+        let (_ips_tx, ips) = tokio::sync::watch::channel(cfg.exposed_dns_ips());
+        let task = tokio::spawn(run_with_status(cfg, edge, ips, metrics, sink, cancel.clone()));
         tokio::time::timeout(Duration::from_secs(10), rx.changed())
             .await
             .expect("an outcome in time")

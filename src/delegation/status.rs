@@ -315,11 +315,11 @@ pub fn now_rfc3339() -> String {
 pub async fn sync_status(
     api: &Api<ZoneDelegation>,
     cfg: &Config,
+    own_ips: &[IpAddr],
     outcomes: &Outcomes,
     peers: &PeerAddresses,
     now: &str,
 ) -> Result<usize, kube::Error> {
-    let own_ips = cfg.exposed_dns_ips();
     let existing = api.list(&ListParams::default()).await?;
     let mut writes = 0;
     let mut first_err = None;
@@ -352,7 +352,7 @@ pub async fn sync_status(
             },
         };
         let zd_name = zd.metadata.name.clone().unwrap_or(name);
-        let want = desired_status(cfg, zone, &zd, &own_ips, peers, outcomes.get(&zone.name), now);
+        let want = desired_status(cfg, zone, &zd, own_ips, peers, outcomes.get(&zone.name), now);
         if same_status(zd.status.as_ref(), &want) {
             continue;
         }
@@ -421,27 +421,31 @@ pub(crate) fn retry_backoff() -> impl Iterator<Item = Duration> {
 }
 
 /// Keeps the ZoneDelegations of `cfg.zones` and their status until `cancel`.
-/// Wakes when an outcome or the live peers change, every
+/// Wakes when an outcome, the live peers or our addresses change, every
 /// `ZONE_DELEGATION_RECONCILE_REQUEUE_SECONDS`, and with backoff after an
 /// API error.
 ///
 /// `outcomes`: from [`StatusSink::new`], the sink given to the delegation
 /// writer. `peers`: live peers and their DNS addresses (see [`PeerAddresses`]).
+/// `own_ips`: this cluster's DNS addresses (the glue; in Kubernetes mode as
+/// discovered, else `Config::exposed_dns_ips`).
 pub async fn run_status(
     client: kube::Client,
     cfg: Config,
     mut outcomes: watch::Receiver<Outcomes>,
     mut peers: watch::Receiver<PeerAddresses>,
+    mut own_ips: watch::Receiver<Vec<IpAddr>>,
     cancel: CancellationToken,
 ) {
     let api: Api<ZoneDelegation> = Api::all(client);
     let period = Duration::from_secs(cfg.zone_delegation_reconcile_requeue_seconds.max(1));
     let mut backoff = retry_backoff();
-    let (mut outcomes_open, mut peers_open) = (true, true);
+    let (mut outcomes_open, mut peers_open, mut ips_open) = (true, true, true);
     loop {
         let outs = outcomes.borrow_and_update().clone();
         let live = peers.borrow_and_update().clone();
-        let wait = match sync_status(&api, &cfg, &outs, &live, &now_rfc3339()).await {
+        let ips = own_ips.borrow_and_update().clone();
+        let wait = match sync_status(&api, &cfg, &ips, &outs, &live, &now_rfc3339()).await {
             Ok(_) => {
                 backoff = retry_backoff();
                 period
@@ -455,6 +459,7 @@ pub async fn run_status(
             _ = cancel.cancelled() => return,
             r = outcomes.changed(), if outcomes_open => outcomes_open = r.is_ok(),
             r = peers.changed(), if peers_open => peers_open = r.is_ok(),
+            r = own_ips.changed(), if ips_open => ips_open = r.is_ok(),
             _ = tokio::time::sleep(wait) => {}
         }
     }
