@@ -142,7 +142,13 @@ pub fn up_to_date(current: &DNSEndpoint, want: &DNSEndpoint) -> bool {
 /// labels (other labels and annotations stay).
 pub async fn apply(api: &Api<DNSEndpoint>, want: &DNSEndpoint) -> Result<Written, kube::Error> {
     let name = want.metadata.name.clone().unwrap_or_default();
-    match api.get_opt(&name).await? {
+    let current = match api.get(&name).await {
+        Ok(o) => Some(o),
+        // by code: not every server says reason NotFound
+        Err(kube::Error::Api(s)) if s.code == 404 => None,
+        Err(e) => return Err(e),
+    };
+    match current {
         None => {
             api.create(&PostParams::default(), want).await?;
             Ok(Written::Created)
