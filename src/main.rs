@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Print the CustomResourceDefinitions (Gslb in k8gb.io and k8gb.absa.oss) as YAML.
+    /// Print the CustomResourceDefinitions (Gslb in k8gb.io and k8gb.absa.oss, ZoneDelegation) as YAML.
     Crd {
         /// Write one file per CRD into this directory instead of printing.
         #[arg(long, value_name = "DIR")]

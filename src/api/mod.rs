@@ -1,12 +1,18 @@
 //! The Kubernetes API: `Gslb` in `k8gb.io/v1beta1` and the legacy
-//! `k8gb.absa.oss/v1beta1` Gslb, field-for-field compatible with upstream
-//! k8gb, plus the CRD manifests generated from these types (`k8gb crd`).
+//! `k8gb.absa.oss/v1beta1` Gslb, `ZoneDelegation` in `k8gb.io/v1beta1`, all
+//! field-for-field compatible with upstream k8gb, plus the CRD manifests
+//! generated from these types (`k8gb crd`); and ExternalDNS's `DNSEndpoint`
+//! (type only: its CRD belongs to ExternalDNS).
 //!
 //! Pure data: no client, no I/O.
 
+pub mod dnsendpoint;
 pub mod types;
+pub mod zonedelegation;
 
+pub use dnsendpoint::{DNSEndpoint, DNSEndpointSpec, DNSEndpointStatus, Endpoint, ProviderSpecificProperty};
 pub use types::*;
+pub use zonedelegation::{DnsServer, ZoneDelegation, ZoneDelegationSpec, ZoneDelegationStatus};
 
 use kube::CustomResource;
 use kube::CustomResourceExt;
@@ -108,6 +114,10 @@ pub fn crds() -> Result<Vec<CrdManifest>, serde_yaml_ng::Error> {
         CrdManifest {
             file_name: "k8gb.absa.oss_gslbs.yaml",
             yaml: serde_yaml_ng::to_string(&legacy::Gslb::crd())?,
+        },
+        CrdManifest {
+            file_name: "k8gb.io_zonedelegation.yaml",
+            yaml: serde_yaml_ng::to_string(&ZoneDelegation::crd())?,
         },
     ])
 }

@@ -292,6 +292,9 @@ pub struct Config {
     pub peer_exchange: PeerExchange,
     /// RFC 2136 delegation, when a key is configured.
     pub delegation: Option<DelegationConfig>,
+    /// Withdraw the delegation on shutdown (`DELEGATION_FINALIZE`), with
+    /// either provider; `delegation.finalize` holds the same value.
+    pub delegation_finalize: bool,
     pub gslbs: Vec<GslbConfig>,
     pub config_file: Option<PathBuf>,
     /// Deprecations and ignored settings, to be logged once logging is up.
@@ -976,6 +979,14 @@ pub fn build(
 
     let peer_exchange = peer_exchange(args, f.peer_exchange.clone().unwrap_or_default(), &dns_addresses)?;
     let fdel = f.delegation.clone().unwrap_or_default();
+    // both providers: RFC 2136 withdraws our records, ExternalDNS our DNSEndpoint
+    let delegation_finalize = match cli_bool(
+        &args.delegation_finalize,
+        names!("DELEGATION_FINALIZE", "delegation-finalize", ""),
+    )? {
+        Some(b) => b,
+        None => fdel.finalize.unwrap_or(false),
+    };
     let delegation = match tsig_key(
         [
             &args.rfc2136_tsig_key_name,
@@ -1017,14 +1028,10 @@ pub fn build(
                     "RFC 2136 delegation and EXTDNS_ENABLED exclude each other: choose one provider",
                 ));
             }
-            let finalize = match cli_bool(
-                &args.delegation_finalize,
-                names!("DELEGATION_FINALIZE", "delegation-finalize", ""),
-            )? {
-                Some(b) => b,
-                None => fdel.finalize.unwrap_or(false),
-            };
-            Some(DelegationConfig { tsig, finalize })
+            Some(DelegationConfig {
+                tsig,
+                finalize: delegation_finalize,
+            })
         }
     };
 
@@ -1063,6 +1070,7 @@ pub fn build(
         shutdown_grace: Duration::from_secs(grace as u64),
         peer_exchange,
         delegation,
+        delegation_finalize,
         gslbs,
         config_file: path.map(Path::to_path_buf),
         warnings,

@@ -409,3 +409,18 @@ fn listeners_and_probes() {
     );
     assert!(err(&ConfigArgs::default(), Some(&text)).contains("exclude each other"));
 }
+
+#[test]
+fn delegation_finalize_applies_to_externaldns_too() {
+    let mut a = args();
+    a.extdns_enabled = Some("true".into());
+    let c = ok(&a, None);
+    assert!(c.extdns_enabled && c.delegation.is_none());
+    assert!(!c.delegation_finalize, "default false, as upstream's doFinalize");
+    a.delegation_finalize = Some("true".into());
+    assert!(ok(&a, None).delegation_finalize);
+    a.delegation_finalize = None;
+    assert!(ok(&a, Some("delegation:\n  finalize: true\n")).delegation_finalize);
+    a.delegation_finalize = Some("maybe".into());
+    assert!(err(&a, None).starts_with("DELEGATION_FINALIZE (--delegation-finalize): "));
+}

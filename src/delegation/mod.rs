@@ -5,6 +5,15 @@
 //! NS RRset as read; when another cluster changed it meanwhile, the update
 //! fails (YXRRSET/NXRRSET) and we read and plan again. Failures are retried
 //! with backoff and never remove records.
+//!
+//! [`extdns`] is the other provider: a `DNSEndpoint` per zone for
+//! ExternalDNS. Both report each zone's outcome into a [`StatusSink`];
+//! [`status`] keeps the ZoneDelegation resources and their status.
+
+pub mod extdns;
+pub mod status;
+
+pub use status::{DelegationOutcome, Outcomes, PeerAddresses, Reason, StatusSink};
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -26,12 +35,61 @@ use crate::core::delegation::{self, Change, Desired, EdgeView, Plan};
 pub enum EdgeError {
     #[error("edge {0}: {1}")]
     Transport(SocketAddr, String),
+    #[error("edge {0}: timed out after {1:?}")]
+    Timeout(SocketAddr, Duration),
     #[error("edge refused the update: {0}")]
     Refused(String),
-    #[error("edge rejected our TSIG signature ({0}): check RFC2136_TSIG_KEY_NAME and the secret")]
-    Tsig(String),
+    #[error(
+        "edge answered NOTAUTH: it is not authoritative for the parent zone, or does not accept our key (check RFC2136_TSIG_KEY_NAME)"
+    )]
+    NotAuth,
+    #[error("edge rejected our TSIG signature ({1}): check RFC2136_TSIG_KEY_NAME and the secret")]
+    Tsig(TsigFailure, String),
     #[error("the NS RRset changed while we updated it")]
     Concurrent,
+}
+
+/// The TSIG error class of a rejected exchange (RFC 8945 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TsigFailure {
+    /// BADKEY: the edge does not know our key name or algorithm.
+    BadKey,
+    /// BADSIG: the key name is known, the secret differs.
+    BadSig,
+    /// BADTIME: our clock and the edge's differ by more than the fudge.
+    BadTime,
+    /// Signing failed here, or the edge's reply is not signed with our key.
+    Other,
+}
+
+impl EdgeError {
+    /// The status condition reason of this failure.
+    pub fn reason(&self) -> Reason {
+        match self {
+            EdgeError::Transport(..) => Reason::EdgeUnreachable,
+            EdgeError::Timeout(..) => Reason::EdgeTimeout,
+            EdgeError::Refused(_) => Reason::EdgeRefused,
+            EdgeError::NotAuth => Reason::EdgeNotAuth,
+            EdgeError::Tsig(TsigFailure::BadKey, _) => Reason::TsigBadKey,
+            EdgeError::Tsig(TsigFailure::BadSig, _) => Reason::TsigBadSig,
+            EdgeError::Tsig(TsigFailure::BadTime, _) => Reason::TsigBadTime,
+            EdgeError::Tsig(TsigFailure::Other, _) => Reason::TsigError,
+            EdgeError::Concurrent => Reason::PrerequisiteFailed,
+        }
+    }
+}
+
+/// NOTAUTH: with a TSIG error in the reply, our key was rejected; without,
+/// the edge is not authoritative (or ignores the key).
+fn not_auth(reply: &Message) -> EdgeError {
+    use hickory_proto::rr::rdata::tsig::TsigError;
+    match reply.signature().and_then(|s| s.data.error) {
+        Some(TsigError::BadKey) => EdgeError::Tsig(TsigFailure::BadKey, "BADKEY".into()),
+        Some(TsigError::BadSig) => EdgeError::Tsig(TsigFailure::BadSig, "BADSIG".into()),
+        Some(TsigError::BadTime) => EdgeError::Tsig(TsigFailure::BadTime, "BADTIME".into()),
+        Some(other) => EdgeError::Tsig(TsigFailure::Other, format!("{other:?}")),
+        None => EdgeError::NotAuth,
+    }
 }
 
 /// A client for the edge server.
@@ -63,7 +121,7 @@ impl Edge {
             let (rec, v) = self
                 .signer
                 .sign_message(&msg, unix_now())
-                .map_err(|e| EdgeError::Tsig(e.to_string()))?;
+                .map_err(|e| EdgeError::Tsig(TsigFailure::Other, e.to_string()))?;
             msg.set_signature(rec);
             verifier = v;
         }
@@ -80,20 +138,24 @@ impl Edge {
         };
         let raw = tokio::time::timeout(self.timeout, io)
             .await
-            .map_err(|_| t(format!("timed out after {:?}", self.timeout)))?
+            .map_err(|_| EdgeError::Timeout(self.server, self.timeout))?
             .map_err(|e| t(e.to_string()))?;
         let reply = Message::from_vec(&raw).map_err(|e| t(e.to_string()))?;
         if reply.metadata.id != msg.metadata.id || reply.metadata.message_type != MessageType::Response {
             return Err(t("reply does not match the request".into()));
         }
         if reply.metadata.response_code == ResponseCode::NotAuth {
-            return Err(EdgeError::Tsig(format!("{:?}", reply.metadata.response_code)));
+            return Err(not_auth(&reply));
         }
         if let Some(v) = &mut verifier
             && reply.metadata.response_code == ResponseCode::NoError
         {
-            v.verify(&raw)
-                .map_err(|e| EdgeError::Tsig(format!("the edge's reply is not signed with our key: {e}")))?;
+            v.verify(&raw).map_err(|e| {
+                EdgeError::Tsig(
+                    TsigFailure::Other,
+                    format!("the edge's reply is not signed with our key: {e}"),
+                )
+            })?;
         }
         Ok(reply)
     }
@@ -199,12 +261,17 @@ impl Edge {
 /// that crashed or is partitioned away is never deleted by the others, and a
 /// withdrawn cluster is not re-added by a peer that has not noticed yet.
 pub fn desired(cfg: &Config, zone: &Zone) -> Desired {
+    desired_with(cfg, zone, &cfg.exposed_dns_ips())
+}
+
+/// [`desired`] with `own_ips` as the glue (addresses found at run time).
+pub fn desired_with(cfg: &Config, zone: &Zone, own_ips: &[IpAddr]) -> Desired {
     let own_ns = cfg.ns_name(&cfg.geo_tag, zone);
     let active_ns: BTreeSet<String> = [own_ns.clone()].into();
     Desired {
         own_ns,
         active_ns,
-        own_glue: cfg.exposed_dns_ips().into_iter().collect(),
+        own_glue: own_ips.iter().copied().collect(),
     }
 }
 
@@ -240,16 +307,33 @@ pub async fn reconcile_zone(
 }
 
 /// Keeps the delegation of every zone until `cancel`; withdraws on the way
-/// out when finalization is enabled.
+/// out when finalization is enabled. Outcomes are not reported: see
+/// [`run_with_status`].
 pub async fn run(
     cfg: Config,
     edge: Edge,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
     cancel: CancellationToken,
 ) {
+    let (_keep, own_ips) = tokio::sync::watch::channel(cfg.exposed_dns_ips());
+    run_with_status(cfg, edge, own_ips, metrics, StatusSink::discard(), cancel).await
+}
+
+/// [`run`], with this cluster's addresses from `own_ips` (in Kubernetes
+/// mode as discovered; a change re-checks at once), reporting each zone's
+/// outcome into `status` after every check.
+pub async fn run_with_status(
+    cfg: Config,
+    edge: Edge,
+    mut own_ips: tokio::sync::watch::Receiver<Vec<IpAddr>>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
+    status: StatusSink,
+    cancel: CancellationToken,
+) {
     let Some(dcfg) = cfg.delegation.clone() else {
         return;
     };
+    let via = format!("RFC 2136 at edge {}", edge.server);
     let period = Duration::from_secs(cfg.zone_delegation_reconcile_requeue_seconds.max(1));
     let mut backoff = ExponentialBuilder::default()
         .with_min_delay(Duration::from_secs(1))
@@ -257,25 +341,27 @@ pub async fn run(
         .with_jitter()
         .without_max_times()
         .build();
+    let mut ips_open = true;
     loop {
         let mut ok = true;
+        let ips = own_ips.borrow_and_update().clone();
         for zone in &cfg.zones {
-            let want = desired(&cfg, zone);
+            let want = desired_with(&cfg, zone, &ips);
             if want.own_glue.is_empty() {
-                tracing::warn!(
-                    zone = zone.name,
-                    "no cluster address to publish as glue (set CLUSTER_EXPOSED_IPS or a specific DNS_ADDRESS)"
-                );
+                tracing::warn!(zone = zone.name, "{}", status::NO_ADDRESS);
+                status.report(&zone.name, DelegationOutcome::no_address());
                 continue;
             }
             match reconcile_zone(&edge, zone, &want, cfg.ns_record_ttl, false).await {
                 Ok(0) => {
                     metrics.delegation(&zone.name, "unchanged");
                     tracing::debug!(zone = zone.name, "delegation up to date");
+                    status.report(&zone.name, DelegationOutcome::delegated(&via));
                 }
                 Ok(n) => {
                     metrics.delegation(&zone.name, "updated");
-                    tracing::info!(zone = zone.name, changes = n, edge = %edge.server, "delegation updated")
+                    tracing::info!(zone = zone.name, changes = n, edge = %edge.server, "delegation updated");
+                    status.report(&zone.name, DelegationOutcome::delegated(&via));
                 }
                 Err(e) => {
                     metrics.delegation(&zone.name, "failed");
@@ -284,6 +370,7 @@ pub async fn run(
                         zone = zone.name,
                         "delegation not updated, records left as they are: {e}"
                     );
+                    status.report(&zone.name, DelegationOutcome::failed(e.reason(), e.to_string()));
                 }
             }
         }
@@ -300,16 +387,126 @@ pub async fn run(
         };
         tokio::select! {
             _ = cancel.cancelled() => break,
+            r = own_ips.changed(), if ips_open => ips_open = r.is_ok(),
             _ = tokio::time::sleep(wait) => {}
         }
     }
     if dcfg.finalize {
+        let ips = own_ips.borrow().clone();
         for zone in &cfg.zones {
-            let want = desired(&cfg, zone);
+            let want = desired_with(&cfg, zone, &ips);
             match reconcile_zone(&edge, zone, &want, cfg.ns_record_ttl, true).await {
                 Ok(n) => tracing::info!(zone = zone.name, changes = n, "delegation withdrawn"),
                 Err(e) => tracing::error!(zone = zone.name, "delegation not withdrawn: {e}"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hickory_proto::rr::rdata::tsig::{TSIG, TsigAlgorithm, TsigError, make_tsig_record};
+
+    fn notauth_reply(error: Option<TsigError>) -> Message {
+        let mut m = Message::new(7, MessageType::Response, OpCode::Update);
+        m.metadata.response_code = ResponseCode::NotAuth;
+        if let Some(e) = error {
+            let rdata = TSIG::new(
+                TsigAlgorithm::HmacSha256,
+                1,
+                300,
+                Vec::new(),
+                7,
+                Some(e),
+                Vec::new(),
+            );
+            m.signature = Some(Box::new(make_tsig_record(
+                Name::from_ascii("k8gb-edge.").unwrap(),
+                rdata,
+            )));
+        }
+        // as received: through the wire format
+        Message::from_vec(&m.to_vec().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn notauth_is_classified_by_its_tsig_error() {
+        let reason = |e| not_auth(&notauth_reply(e)).reason();
+        assert_eq!(reason(Some(TsigError::BadKey)), Reason::TsigBadKey);
+        assert_eq!(reason(Some(TsigError::BadSig)), Reason::TsigBadSig);
+        assert_eq!(reason(Some(TsigError::BadTime)), Reason::TsigBadTime);
+        assert_eq!(reason(None), Reason::EdgeNotAuth);
+        let e = not_auth(&notauth_reply(Some(TsigError::BadSig)));
+        assert!(
+            e.to_string().contains("rejected our TSIG signature (BADSIG)"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn every_edge_error_has_a_reason() {
+        let a: SocketAddr = "192.0.2.53:53".parse().unwrap();
+        let cases = [
+            (
+                EdgeError::Transport(a, "connection refused".into()),
+                "EdgeUnreachable",
+            ),
+            (EdgeError::Timeout(a, Duration::from_secs(5)), "EdgeTimeout"),
+            (EdgeError::Refused("Refused".into()), "EdgeRefused"),
+            (EdgeError::NotAuth, "EdgeNotAuth"),
+            (EdgeError::Tsig(TsigFailure::Other, "x".into()), "TsigError"),
+            (EdgeError::Concurrent, "PrerequisiteFailed"),
+        ];
+        for (e, r) in cases {
+            assert_eq!(e.reason().as_str(), r, "{e}");
+        }
+        assert_eq!(
+            EdgeError::Timeout(a, Duration::from_secs(5)).to_string(),
+            "edge 192.0.2.53:53: timed out after 5s"
+        );
+    }
+
+    #[tokio::test]
+    async fn run_reports_an_unreachable_edge() {
+        // a port nobody listens on
+        let server = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap();
+        let args = crate::config::ConfigArgs {
+            cluster_geo_tag: Some("eu".into()),
+            dns_zones: Some("example.com:cloud.example.com:30".into()),
+            edge_dns_servers: Some(server.to_string()),
+            cluster_exposed_ips: Some("192.0.2.1".into()),
+            rfc2136_tsig_key_name: Some("k8gb-edge".into()),
+            rfc2136_tsig_secret: Some("ZWRnZS1rZXktc2VjcmV0LWZvci1rOGdiLXRlc3RzLTMyYg==".into()),
+            ..Default::default()
+        };
+        let cfg = crate::config::build(&args, None, None).unwrap();
+        let signer = crate::peer::client::tsigner(&cfg.delegation.as_ref().unwrap().tsig).unwrap();
+        let edge = Edge {
+            server,
+            signer,
+            timeout: Duration::from_secs(2),
+        };
+        let (sink, mut rx) = StatusSink::new();
+        let cancel = CancellationToken::new();
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::default());
+        let (_ips_tx, ips) = tokio::sync::watch::channel(cfg.exposed_dns_ips());
+        let task = tokio::spawn(run_with_status(cfg, edge, ips, metrics, sink, cancel.clone()));
+        tokio::time::timeout(Duration::from_secs(10), rx.changed())
+            .await
+            .expect("an outcome in time")
+            .unwrap();
+        let got = rx.borrow()["cloud.example.com"].clone();
+        cancel.cancel();
+        task.await.unwrap();
+        match got {
+            DelegationOutcome::Failed { reason, message } => {
+                assert_eq!(reason, Reason::EdgeUnreachable, "{message}");
+                assert!(message.contains(&server.to_string()), "{message}");
+            }
+            other => panic!("{other:?}"),
         }
     }
 }
