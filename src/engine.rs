@@ -269,6 +269,8 @@ pub struct Engine {
     /// when an answer changed without it (a peer came or went).
     kube_reports: BTreeMap<String, GslbReport>,
     answers_changed: Option<mpsc::Sender<String>>,
+    /// Live peers and the address each answered on.
+    live_peers: Option<tokio::sync::watch::Sender<BTreeMap<GeoTag, Vec<IpAddr>>>>,
 }
 
 impl Engine {
@@ -292,6 +294,7 @@ impl Engine {
             replies: Vec::new(),
             kube_reports: BTreeMap::new(),
             answers_changed: None,
+            live_peers: None,
         };
         e.reconcile_probes();
         // publish before any listener starts, so no query sees an empty snapshot
@@ -303,6 +306,16 @@ impl Engine {
     /// (a peer's targets) are sent here, so their status follows.
     pub fn with_answer_changes(mut self, tx: mpsc::Sender<String>) -> Engine {
         self.answers_changed = Some(tx);
+        self
+    }
+
+    /// Publishes the live peers (and their DNS addresses) whenever that set
+    /// changes: the delegation status and the ExternalDNS writer follow it.
+    pub fn with_live_peers(
+        mut self,
+        tx: tokio::sync::watch::Sender<BTreeMap<GeoTag, Vec<IpAddr>>>,
+    ) -> Engine {
+        self.live_peers = Some(tx);
         self
     }
 
@@ -455,6 +468,21 @@ impl Engine {
         self.out.ready.store(true, Ordering::Release);
         self.notify_changes(&c);
         self.report_kube(&c);
+        if let Some(tx) = &self.live_peers {
+            let live: BTreeMap<GeoTag, Vec<IpAddr>> = self
+                .peer_views
+                .values()
+                .filter(|v| v.up && self.cfg.peers.iter().any(|p| p.geo_tag == v.geo_tag))
+                .map(|v| (v.geo_tag.clone(), v.address.into_iter().collect()))
+                .collect();
+            tx.send_if_modified(|cur| {
+                if *cur == live {
+                    return false;
+                }
+                *cur = live;
+                true
+            });
+        }
     }
 
     /// Answers the controller's pending upserts and tells it which other

@@ -167,6 +167,13 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
     // the engine and its sources
     let (tx, rx) = mpsc::channel::<Event>(1024);
     let (answers_tx, answers_rx) = mpsc::channel::<String>(1024);
+    let (live_peers_tx, live_peers_rx) = tokio::sync::watch::channel(crate::delegation::PeerAddresses::new());
+    let (delegation_sink, outcomes_rx) = crate::delegation::StatusSink::new();
+    if cfg.extdns_enabled && kube_client.is_none() {
+        tracing::warn!(
+            "EXTDNS_ENABLED needs Kubernetes mode (DNSEndpoint resources); ignored in standalone mode"
+        );
+    }
     let (health_tx, mut health_rx) = mpsc::channel(1024);
     let prober = Prober::new(health_tx, cancel.child_token());
     let engine = Engine::new(
@@ -180,7 +187,8 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
         prober,
         Some(notify_out_tx),
     )
-    .with_answer_changes(answers_tx);
+    .with_answer_changes(answers_tx)
+    .with_live_peers(live_peers_tx);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(engine.run(rx, cancel.clone()));
     {
@@ -223,7 +231,30 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             cancel.clone(),
         ));
     }
-    let (cluster_ips_tx, _cluster_ips_rx) = tokio::sync::watch::channel(cfg.exposed_dns_ips());
+    let (cluster_ips_tx, cluster_ips_rx) = tokio::sync::watch::channel(cfg.exposed_dns_ips());
+    if let Some(client) = kube_client.clone() {
+        // ZoneDelegation status, and the ExternalDNS writer when enabled
+        tasks.spawn(crate::delegation::status::run_status(
+            client.clone(),
+            cfg.clone(),
+            outcomes_rx,
+            live_peers_rx.clone(),
+            cluster_ips_rx.clone(),
+            cancel.clone(),
+        ));
+        if cfg.extdns_enabled {
+            let live = crate::delegation::status::live_geotags(live_peers_rx.clone(), cancel.clone());
+            tasks.spawn(crate::delegation::extdns::run_extdns(
+                client.clone(),
+                cfg.clone(),
+                live,
+                cluster_ips_rx.clone(),
+                delegation_sink.clone(),
+                metrics.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
     if let Some(client) = kube_client {
         let cfg = Arc::new(cfg.clone());
         let tx = tx.clone();
@@ -284,10 +315,12 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
             signer,
             timeout: std::time::Duration::from_secs(5),
         };
-        tasks.spawn(crate::delegation::run(
+        tasks.spawn(crate::delegation::run_with_status(
             cfg.clone(),
             edge,
+            cluster_ips_rx.clone(),
             metrics.clone(),
+            delegation_sink.clone(),
             cancel.clone(),
         ));
     }

@@ -162,23 +162,24 @@ fn start_k8gb(dir: &Path, kubeconfig: &Path, ip: &str) -> Server {
 }
 
 fn start_k8gb_env(dir: &Path, kubeconfig: &Path, dns: &str) -> Server {
+    start_k8gb_extra(dir, kubeconfig, dns, &[])
+}
+
+fn start_k8gb_extra(dir: &Path, kubeconfig: &Path, dns: &str, extra: &[(&str, &str)]) -> Server {
     let ip = dns.rsplit_once(':').unwrap().0;
     let admin = format!("{ip}:0");
-    common::start_with(
-        &["run"],
-        &[
-            ("KUBECONFIG", kubeconfig.to_str().unwrap()),
-            ("CLUSTER_GEO_TAG", "eu"),
-            ("DNS_ZONES", "example.com:cloud.example.com:30"),
-            ("DNS_ADDRESS", dns),
-            ("METRICS_ADDRESS", &admin),
-            ("POD_NAMESPACE", "k8gb"),
-            // the safety net is far away: every change below is event-driven
-            ("RECONCILE_REQUEUE_SECONDS", "3600"),
-        ],
-        dir,
-        None,
-    )
+    let mut envs: Vec<(&str, &str)> = vec![
+        ("KUBECONFIG", kubeconfig.to_str().unwrap()),
+        ("CLUSTER_GEO_TAG", "eu"),
+        ("DNS_ZONES", "example.com:cloud.example.com:30"),
+        ("DNS_ADDRESS", dns),
+        ("METRICS_ADDRESS", &admin),
+        ("POD_NAMESPACE", "k8gb"),
+        // the safety net is far away: every change below is event-driven
+        ("RECONCILE_REQUEUE_SECONDS", "3600"),
+    ];
+    envs.extend_from_slice(extra);
+    common::start_with(&["run"], &envs, dir, None)
 }
 
 fn answers(s: &Server, host: &str) -> Vec<String> {
@@ -447,5 +448,68 @@ async fn legacy_migration_and_annotated_ingress() {
         eventually(WITHIN, || answers(&s, "shop.cloud.example.com") == ["192.0.2.81"]),
         "{}",
         s.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extdns_mode_writes_the_delegation_endpoint_and_zone_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let _api = start_kmock("127.0.0.65", 18065);
+    let kc = write_kubeconfig(dir.path(), "127.0.0.65", 18065);
+    let c = client(&kc).await;
+    let s = tokio::task::block_in_place(|| {
+        start_k8gb_extra(
+            dir.path(),
+            &kc,
+            "127.0.0.65:0",
+            &[("EXTDNS_ENABLED", "true"), ("CLUSTER_EXPOSED_IPS", "192.0.2.53")],
+        )
+    });
+    let endpoints: Api<DynamicObject> = Api::namespaced_with(
+        c.clone(),
+        "k8gb",
+        &ar("externaldns.k8s.io", "v1alpha1", "DNSEndpoint", "dnsendpoints"),
+    );
+    let zds: Api<DynamicObject> = Api::all_with(
+        c.clone(),
+        &ar("k8gb.io", "v1beta1", "ZoneDelegation", "zonedelegations"),
+    );
+    let mut found = (None, None);
+    for _ in 0..200 {
+        let ep = endpoints.get("k8gb-ns-extdns-cloud-example-com").await.ok();
+        let zd = zds.get("cloud-example-com").await.ok();
+        let delegated = zd.as_ref().is_some_and(|z| {
+            z.data["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c["type"] == "Delegated" && c["status"] == "True")
+            })
+        });
+        if ep.is_some() && delegated {
+            found = (ep, zd);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (Some(ep), Some(zd)) = found else {
+        panic!("no DNSEndpoint or no Delegated ZoneDelegation\n{}", s.log_text());
+    };
+    assert_eq!(
+        ep.metadata
+            .labels
+            .as_ref()
+            .unwrap()
+            .get("k8gb.io/dnstype")
+            .map(String::as_str),
+        Some("extdns")
+    );
+    let eps = ep.data["spec"]["endpoints"].as_array().unwrap();
+    let ns = eps.iter().find(|e| e["recordType"] == "NS").unwrap();
+    assert_eq!(ns["dnsName"], "cloud.example.com");
+    assert_eq!(ns["targets"], json!(["gslb-ns-eu-cloud.example.com"]));
+    let glue = eps.iter().find(|e| e["recordType"] == "A").unwrap();
+    assert_eq!(glue["targets"], json!(["192.0.2.53"]));
+    assert_eq!(
+        zd.data["status"]["dnsServers"],
+        json!([{"name": "gslb-ns-eu-cloud.example.com", "address": "192.0.2.53"}])
     );
 }

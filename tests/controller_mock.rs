@@ -555,8 +555,9 @@ async fn every_source_kind_fixture_is_reconciled_and_served() {
             .iter()
             .filter(|i| i["kind"] != "Gslb")
             .map(|i| {
-                let kind = SourceKind::from_type(i["apiVersion"].as_str().unwrap(), i["kind"].as_str().unwrap())
-                    .unwrap_or_else(|| panic!("{}: unknown kind {}", path.display(), i["kind"]));
+                let kind =
+                    SourceKind::from_type(i["apiVersion"].as_str().unwrap(), i["kind"].as_str().unwrap())
+                        .unwrap_or_else(|| panic!("{}: unknown kind {}", path.display(), i["kind"]));
                 (kind, i.clone())
             })
             .collect();
@@ -577,7 +578,11 @@ async fn every_source_kind_fixture_is_reconciled_and_served() {
             let mut v4: Vec<IpAddr> = exposed.iter().filter(|i| i.is_ipv4()).copied().collect();
             v4.sort();
             for (host, health) in st["serviceHealth"].as_object().cloned().unwrap_or_default() {
-                let want = if health == "Healthy" { v4.clone() } else { Vec::new() };
+                let want = if health == "Healthy" {
+                    v4.clone()
+                } else {
+                    Vec::new()
+                };
                 assert_eq!(served(&h, &host), want, "{}: {host} ({health})", path.display());
             }
             table.push(format!(

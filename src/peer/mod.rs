@@ -50,6 +50,8 @@ pub struct PeerUpdate {
     pub up: bool,
     /// host → the peer's `localtargets-<host>` addresses (A and AAAA).
     pub targets: BTreeMap<String, Vec<IpAddr>>,
+    /// The address the peer's DNS server answered on (for delegation status).
+    pub address: Option<IpAddr>,
 }
 
 /// Shared by the manager and the peer tasks.
@@ -381,6 +383,7 @@ async fn peer_task(
             generation: state.generation,
             up: false,
             targets: BTreeMap::new(),
+            address: None,
         }));
     }
     tracing::debug!(peer = %tag, "peer task stopped");
@@ -410,6 +413,7 @@ async fn fail(tag: &GeoTag, cfg: &Config, ctx: &Ctx, state: &mut PeerState, why:
                     generation: state.generation,
                     up: false,
                     targets: BTreeMap::new(),
+                    address: None,
                 }))
                 .await;
         }
@@ -594,6 +598,7 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, client: &mut PeerCl
                 generation: state.generation,
                 up: true,
                 targets: state.targets.clone(),
+                address: Some(ep.dns.ip()),
             }))
             .await;
     }
