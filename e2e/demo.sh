@@ -16,13 +16,17 @@ network_up() {
   fi
 }
 
-# A fresh random TSIG secret for the edge and the clusters (never committed).
+# Fresh random TSIG secrets (never committed): tsig.secret for the edge and
+# the clusters, peer-tsig.secret for the clusters among themselves.
 tsig_secret() {
   mkdir -p "$DEMO_DIR"
-  if [[ ! -s "$DEMO_DIR/tsig.secret" ]]; then
-    head -c 32 /dev/urandom | base64 >"$DEMO_DIR/tsig.secret"
-    chmod 600 "$DEMO_DIR/tsig.secret"
-  fi
+  local f
+  for f in tsig.secret peer-tsig.secret; do
+    if [[ ! -s "$DEMO_DIR/$f" ]]; then
+      head -c 32 /dev/urandom | base64 >"$DEMO_DIR/$f"
+      chmod 600 "$DEMO_DIR/$f"
+    fi
+  done
   printf 'key "k8gb-edge" {\n    algorithm hmac-sha256;\n    secret "%s";\n};\n' \
     "$(cat "$DEMO_DIR/tsig.secret")" >"$DEMO_DIR/tsig.key"
   chmod 644 "$DEMO_DIR/tsig.key" # read by named in the edge container
@@ -108,6 +112,8 @@ install() {
     kc "$region" create namespace "$NAMESPACE" --dry-run=client -o yaml | kc "$region" apply -f - >/dev/null
     kc "$region" -n "$NAMESPACE" create secret generic k8gb-edge-tsig \
       --from-file=secret="$DEMO_DIR/tsig.secret" --dry-run=client -o yaml | kc "$region" apply -f - >/dev/null
+    kc "$region" -n "$NAMESPACE" create secret generic k8gb-peer-tsig \
+      --from-file=secret="$DEMO_DIR/peer-tsig.secret" --dry-run=client -o yaml | kc "$region" apply -f - >/dev/null
     helm upgrade --install k8gb "$ROOT/chart/k8gb" \
       --kube-context "$(ctx "$region")" --namespace "$NAMESPACE" \
       -f "$ROOT/kind-configs/values-demo.yaml" \
