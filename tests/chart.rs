@@ -140,11 +140,8 @@ const SCENARIOS: [&str; 7] = [
 
 fn render_uncached(name: &'static str) -> Render {
     let (files, sets) = scenario(name);
-    let dir = renders_dir().join(name);
-    let _ = std::fs::remove_dir_all(&dir);
     let chart = chart_dir();
-    let dir_s = dir.to_str().unwrap().to_string();
-    let mut args = vec!["render", chart.to_str().unwrap(), "--out", &dir_s];
+    let mut args = vec!["render", chart.to_str().unwrap()];
     for f in &files {
         args.extend(["-f", f.as_str()]);
     }
@@ -183,12 +180,6 @@ fn render_uncached(name: &'static str) -> Render {
         lint: report["lint"].as_array().unwrap().clone(),
         notes: report["notes"].as_str().unwrap_or_default().to_string(),
     }
-}
-
-/// Where the renderings are written as files (for checkov), one directory
-/// per scenario; removed by the checkov test once it scanned them.
-fn renders_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("k8gb-chart-test-{}", std::process::id()))
 }
 
 /// Each scenario is rendered once per test process.
@@ -957,10 +948,27 @@ fn checkov_finds_nothing_outside_the_reasoned_skip_list() {
             );
         }
     }
+    // every rendering as manifest files, one directory per scenario
     let renders = all_renders();
+    // (not tempfile's default ".tmp…": checkov skips hidden directories)
+    let tmp = tempfile::Builder::new()
+        .prefix("k8gb-checkov-")
+        .tempdir()
+        .unwrap();
+    for r in &renders {
+        let dir = tmp.path().join(r.name);
+        std::fs::create_dir(&dir).unwrap();
+        for (i, o) in r.objects.iter().enumerate() {
+            let file = dir.join(format!(
+                "{i:02}-{}.yaml",
+                o["kind"].as_str().unwrap().to_lowercase()
+            ));
+            std::fs::write(file, serde_yaml_ng::to_string(o).unwrap()).unwrap();
+        }
+    }
     let out = Command::new("checkov")
         .arg("-d")
-        .arg(renders_dir())
+        .arg(tmp.path())
         .args(["--framework", "kubernetes", "--skip-download", "--quiet", "-o", "json"])
         .arg("--config-file")
         .arg(&config)
@@ -968,7 +976,6 @@ fn checkov_finds_nothing_outside_the_reasoned_skip_list() {
         .unwrap_or_else(|e| {
             panic!("cannot run checkov ({e}): run `pip install checkov` (or `bash scripts/test.sh`, which installs it)")
         });
-    let _ = std::fs::remove_dir_all(renders_dir());
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "checkov printed no JSON ({e}): {}{}",
@@ -990,7 +997,7 @@ fn checkov_finds_nothing_outside_the_reasoned_skip_list() {
         .collect();
     assert!(
         summary["failed"] == 0 && failed.is_empty(),
-        "checkov failed checks:\n{}",
+        "checkov failed checks ({summary}):\n{}",
         failed.join("\n")
     );
     // every rendering was scanned: about 15 checks per object at least
@@ -1311,4 +1318,81 @@ fn justfile_recipes_are_commented_and_the_demo_is_there() {
     ] {
         assert!(recipes.iter().any(|r| r == want), "Justfile: no recipe {want}");
     }
+}
+
+#[test]
+fn image_runs_what_the_chart_expects() {
+    let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let last_from = text.lines().filter(|l| l.starts_with("FROM ")).last().unwrap();
+    assert!(
+        last_from.contains("distroless/static"),
+        "the final stage is distroless/static: {last_from}"
+    );
+    let pod = &render("default").deployment()["spec"]["template"]["spec"];
+    let uid = pod["securityContext"]["runAsUser"].as_i64().unwrap();
+    let gid = pod["securityContext"]["runAsGroup"].as_i64().unwrap();
+    assert!(
+        text.contains(&format!("\nUSER {uid}:{gid}\n")),
+        "the image's USER is the chart's {uid}:{gid}"
+    );
+    assert!(
+        text.contains("ENTRYPOINT [\"/k8gb\"]"),
+        "the chart's args [run] go to /k8gb"
+    );
+    let env = render("full").env();
+    let port = |addr: &str| addr.rsplit(':').next().unwrap().to_string();
+    let expose = text.lines().find(|l| l.starts_with("EXPOSE ")).unwrap();
+    for p in [
+        format!("{}/udp", port(&env["DNS_ADDRESS"])),
+        format!("{}/tcp", port(&env["DNS_ADDRESS"])),
+        format!("{}/tcp", port(&env["DOT_ADDRESS"])),
+        format!("{}/tcp", port(&env["METRICS_ADDRESS"])),
+    ] {
+        assert!(
+            expose.split_whitespace().any(|x| x == p),
+            "Dockerfile EXPOSE lacks the chart's {p}"
+        );
+    }
+    let ignore = std::fs::read_to_string(root().join(".dockerignore")).unwrap();
+    assert!(
+        ignore.lines().any(|l| l == "*"),
+        ".dockerignore admits only what the build needs"
+    );
+}
+
+#[test]
+fn workflows_run_ci_and_sign_and_verify_releases() {
+    let ci = yaml(".github/workflows/ci.yml");
+    let steps = ci["jobs"]["ci"]["steps"]
+        .as_array()
+        .expect("ci.yml: jobs.ci.steps");
+    assert!(
+        steps.iter().any(|s| s["run"] == "bash .ci/run"),
+        "ci.yml runs `bash .ci/run`, as developers do"
+    );
+    let release = yaml(".github/workflows/release.yml");
+    assert!(
+        release["on"]["push"]["tags"].is_array(),
+        "release.yml runs on version tags"
+    );
+    let text = std::fs::read_to_string(root().join(".github/workflows/release.yml")).unwrap();
+    assert!(text.contains("linux/amd64,linux/arm64"), "multi-arch image");
+    for (sign, verify) in [
+        (
+            "cosign sign --yes --recursive",
+            "cosign verify --key cosign.pub \"$REF\"",
+        ),
+        ("cosign attest", "cosign verify-attestation --key cosign.pub"),
+        ("cosign sign-blob", "cosign verify-blob --key cosign.pub"),
+        ("helm push", "cosign verify --key cosign.pub \"$ref\""),
+    ] {
+        assert!(
+            text.contains(sign) && text.contains(verify),
+            "release.yml: {sign} checked by {verify}"
+        );
+    }
+    assert!(
+        text.contains("spdx-json") && text.contains("cargo cyclonedx"),
+        "release.yml: SBOMs"
+    );
 }
