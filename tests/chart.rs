@@ -126,6 +126,7 @@ fn scenario(name: &str) -> (Vec<String>, Vec<String>) {
         "default" => (vec![], vec![]),
         "full" => (vec!["chart/k8gb/ci/full-values.yaml".into()], vec![]),
         "extdns" => (vec!["chart/k8gb/ci/extdns-values.yaml".into()], vec![]),
+        "migrated" => (vec!["tests/fixtures/chart/migrated-values.yaml".into()], vec![]),
         "kind-eu" => demo("kind", "eu", "172.18.0.3"),
         "kind-us" => demo("kind", "us", "172.18.0.4"),
         "k3d-eu" => demo("k3d", "eu", "172.18.0.3"),
@@ -134,8 +135,8 @@ fn scenario(name: &str) -> (Vec<String>, Vec<String>) {
     }
 }
 
-const SCENARIOS: [&str; 7] = [
-    "default", "full", "extdns", "kind-eu", "kind-us", "k3d-eu", "k3d-us",
+const SCENARIOS: [&str; 8] = [
+    "default", "full", "extdns", "migrated", "kind-eu", "kind-us", "k3d-eu", "k3d-us",
 ];
 
 fn render_uncached(name: &'static str) -> Render {
@@ -932,6 +933,48 @@ fn schema_and_template_checks_reject_bad_values() {
             "{what}: the error does not name {needle:?}: {text}"
         );
     }
+}
+
+/// An upstream values file is refused, naming every key docs/migration.md
+/// says to move or drop; the converted file renders (scenario "migrated").
+#[test]
+fn upstream_values_are_refused_with_the_keys_to_migrate() {
+    let chart = chart_dir();
+    let out = chart_py(&[
+        "expect-fail",
+        chart.to_str().unwrap(),
+        "-f",
+        "tests/fixtures/chart/upstream-values.yaml",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the chart accepts upstream's values file");
+    for key in [
+        "coredns",
+        "infoblox",
+        "tracing",
+        "deployCrds",
+        "installLegacyCrds",
+        "extraPlugins",
+    ] {
+        assert!(text.contains(key), "the error does not name {key}: {text}");
+    }
+    let migration = std::fs::read_to_string(root().join("docs/migration.md")).unwrap();
+    for key in [
+        "coredns",
+        "infoblox",
+        "tracing",
+        "deployCrds",
+        "installLegacyCrds",
+        "extraPlugins",
+    ] {
+        assert!(
+            migration.contains(key),
+            "docs/migration.md does not say what to do with {key}"
+        );
+    }
+    let migrated = render("migrated");
+    assert_eq!(migrated.env()["COREDNS_SERVICE_TYPE"], "LoadBalancer");
+    assert_eq!(migrated.env()["RECONCILE_REQUEUE_SECONDS"], "10");
 }
 
 #[test]
