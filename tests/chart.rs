@@ -1366,7 +1366,7 @@ fn justfile_recipes_are_commented_and_the_demo_is_there() {
 #[test]
 fn image_runs_what_the_chart_expects() {
     let text = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
-    let last_from = text.lines().filter(|l| l.starts_with("FROM ")).last().unwrap();
+    let last_from = text.lines().rfind(|l| l.starts_with("FROM ")).unwrap();
     assert!(
         last_from.contains("distroless/static"),
         "the final stage is distroless/static: {last_from}"
