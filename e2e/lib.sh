@@ -69,18 +69,27 @@ container_ip() {
 node_ip() { container_ip "$(node_container "$1")"; }
 edge_ip() { container_ip "$EDGE"; }
 
-# Host port of a region's DNS (kind-configs/*-<region>.yaml map it).
+# Where the host reaches a region's DNS: kind-configs/*-<region>.yaml map
+# 127.0.0.1:5053 (eu) and :5054 (us). tests/chart.rs points these at a local
+# k8gb to test the helpers below.
+DNS_HOST="${E2E_DNS_HOST:-127.0.0.1}"
 dns_port() {
   case "$1" in
-    eu) echo 5053 ;;
-    us) echo 5054 ;;
+    eu) echo "${E2E_DNS_PORT_EU:-5053}" ;;
+    us) echo "${E2E_DNS_PORT_US:-5054}" ;;
     *) fail "unknown region $1" ;;
   esac
 }
 
-# The sorted A records a region's k8gb answers for a name (one per line).
+# The sorted A records a region's k8gb answers for a name (one per line);
+# dig's own complaints (a timeout) are an answer too, never an exit.
 answer() {
-  dig @127.0.0.1 -p "$(dns_port "$1")" +short +tries=1 +time=2 "$2" A | sort
+  { dig "@$DNS_HOST" -p "$(dns_port "$1")" +short +tries=1 +time=2 "$2" A || true; } | sort
+}
+
+# The A records in the order the server sent them.
+answer_unsorted() {
+  dig "@$DNS_HOST" -p "$(dns_port "$1")" +short +tries=1 +time=2 "$2" A || true
 }
 
 # Waits until a region answers exactly the given addresses (none: NXDOMAIN or

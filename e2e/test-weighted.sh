@@ -15,7 +15,7 @@ expect_everywhere "$host" "$eu" "$us"
 for region in "${REGIONS[@]}"; do
   first_eu=0
   for ((i = 0; i < rounds; i++)); do
-    first="$(dig @127.0.0.1 -p "$(dns_port "$region")" +short +tries=1 +time=2 "$host" A | head -n1)"
+    first="$(answer_unsorted "$region" "$host" | head -n1)"
     [[ "$first" == "$eu" ]] && first_eu=$((first_eu + 1))
   done
   log "$region: eu first in $first_eu of $rounds answers"

@@ -1280,7 +1280,7 @@ fn demo_clusters_have_distinct_ports_and_map_dns() {
     }
     let lib = std::fs::read_to_string(root().join("e2e/lib.sh")).unwrap();
     assert!(
-        lib.contains("eu) echo 5053") && lib.contains("us) echo 5054"),
+        lib.contains("E2E_DNS_PORT_EU:-5053") && lib.contains("E2E_DNS_PORT_US:-5054"),
         "e2e/lib.sh's dns_port"
     );
 }
@@ -1437,5 +1437,81 @@ fn workflows_run_ci_and_sign_and_verify_releases() {
     assert!(
         text.contains("spdx-json") && text.contains("cargo cyclonedx"),
         "release.yml: SBOMs"
+    );
+}
+
+/// The e2e scripts' assertions (`e2e/lib.sh`) against a real k8gb: a local
+/// standalone server stands in for the demo's eu region.
+#[test]
+fn e2e_helpers_read_real_answers() {
+    common::require("dig", "bind9-dnsutils");
+    let config = |extra: &str| {
+        format!(
+            r#"
+clusterGeoTag: eu
+dnsAddress: 127.0.0.1:0
+metricsAddress: 127.0.0.1:0
+dnsZones: [{{parentZone: example.com, loadBalancedZone: cloud.example.com}}]
+gslbs:
+  - name: roundrobin
+    hosts: [roundrobin.cloud.example.com]
+    strategy: {{type: roundRobin, dnsTtlSeconds: 1}}
+    targets: [{{address: 10.0.1.2}}, {{address: 10.0.1.1}}{extra}]
+  - name: down
+    hosts: [down.cloud.example.com]
+    strategy: {{type: roundRobin}}
+    targets: [{{address: 10.0.2.1, healthy: false}}]
+"#
+        )
+    };
+    let server = common::start(&config(""));
+    let script = r#"
+set -euo pipefail
+source e2e/lib.sh
+expect_answer eu roundrobin.cloud.example.com 10.0.1.1 10.0.1.2
+expect_answer eu localtargets-roundrobin.cloud.example.com 10.0.1.2 10.0.1.1
+expect_answer eu down.cloud.example.com
+[[ "$(answer_unsorted eu roundrobin.cloud.example.com | wc -l)" == 2 ]]
+if (TIMEOUT=1; expect_answer eu roundrobin.cloud.example.com 10.0.1.1) 2>/dev/null; then
+  echo "a wrong expectation passed"; exit 1
+fi
+echo ready-for-change
+# the config gains a target while this waits: the wait polls until it shows
+expect_answer eu roundrobin.cloud.example.com 10.0.1.1 10.0.1.2 10.0.1.3
+echo helpers-ok
+"#;
+    let mut child = Command::new("bash")
+        .args(["-c", script])
+        .current_dir(root())
+        .env("K8GB_DEMO_PLATFORM", "kind")
+        .env("E2E_DNS_HOST", server.dns.ip().to_string())
+        .env("E2E_DNS_PORT_EU", server.dns.port().to_string())
+        .env("E2E_TIMEOUT", "20")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run bash");
+    // change the config once the script waits for the new target
+    let stdout = child.stdout.take().unwrap();
+    let mut out = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.unwrap();
+        if line == "ready-for-change" {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            server.write_config(&config(", {address: 10.0.1.3}"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        status.success() && out.contains("helpers-ok"),
+        "e2e/lib.sh helpers: {out}{err}"
+    );
+    assert!(
+        err.contains("eu: roundrobin.cloud.example.com -> 10.0.1.1 10.0.1.2 10.0.1.3"),
+        "{err}"
     );
 }
