@@ -43,3 +43,46 @@ bench-qps:
 # Convergence of a health change across three clusters, push vs polling, UDP vs DoT.
 bench-convergence:
     bench/convergence --cycles 30
+
+# Lint and render the Helm chart offline and check it (RBAC, pod security, schemas, checkov) and the demo scripts.
+chart-test:
+    cargo test --test chart
+
+# Build the container image k8gb-local:dev (the demo loads it into its clusters).
+image TAG="k8gb-local:dev":
+    docker build -t {{TAG}} .
+
+# Demo on kind: a BIND edge and clusters eu and us on Docker network k8gb-demo (needs docker, kind, kubectl, dig).
+demo-kind-up:
+    bash e2e/demo.sh kind-up
+
+# Demo on k3d: the same edge and clusters with k3d instead of kind (needs docker, k3d, kubectl, dig).
+demo-k3d-up:
+    bash e2e/demo.sh k3d-up
+
+# Build the image and load it into the demo clusters (kind load / k3d image import).
+demo-load-image:
+    bash e2e/demo.sh load-image
+
+# Install the chart in each demo region with kind-configs/values-*.yaml and the TSIG Secret of the edge (needs helm).
+demo-install:
+    bash e2e/demo.sh install
+
+# Deploy the demo app with one Gslb per strategy in every region and print each region's answers.
+demo-app:
+    bash e2e/demo.sh app
+
+# Fail over: scale eu's app behind failover.cloud.example.com to 0, dig both regions until they answer us, then back.
+demo-failover:
+    bash e2e/demo.sh failover
+
+# The whole demo on kind, from nothing to a failover (demo-k3d-up instead of demo-kind-up for k3d).
+demo-kind: demo-kind-up demo-load-image demo-install demo-app demo-failover
+
+# Run the end-to-end tests e2e/test-*.sh against the running demo (or only the named ones).
+e2e *TESTS:
+    bash e2e/run.sh {{TESTS}}
+
+# Delete the demo clusters, the edge container, the Docker network and .demo/.
+demo-down:
+    bash e2e/demo.sh down

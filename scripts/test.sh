@@ -6,9 +6,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests run (command → package).
-declare -A APT=([dig]=bind9-dnsutils [kdig]=knot-dnsutils [named]=bind9)
-# PyPI packages the tests import (module → package).
-declare -A PIP=( [mmdb_writer]=mmdb-writer )
+declare -A APT=([dig]=bind9-dnsutils [kdig]=knot-dnsutils [named]=bind9
+  [named-checkconf]=bind9-utils [shellcheck]=shellcheck)
+# PyPI packages the tests import or run (module → package); the chart tests
+# (tests/chart.rs) render with helm-python-sdk, validate with
+# kubernetes-validate and scan with checkov; the controller and delegation
+# tests run against the kmock API emulator.
+declare -A PIP=( [mmdb_writer]=mmdb-writer [helm_python]=helm-python-sdk
+  [kubernetes_validate]=kubernetes-validate [checkov]=checkov [kmock]=kmock )
 
 missing_apt=()
 for cmd in "${!APT[@]}"; do

@@ -6,9 +6,8 @@
 //!    (any namespace, by namespace/name) labelled `k8gb.io/ip-source=true`,
 //!    its load balancer IPs (hostnames ignored, as upstream).
 //! 3. Else the DNS Service in `POD_NAMESPACE`, labelled
-//!    `app.kubernetes.io/name=k8gb` and `app.kubernetes.io/component=dns`
-//!    (our chart), or upstream's `app.kubernetes.io/name=coredns` (not the
-//!    metrics component): exactly one; ClusterIP → its cluster IPs, else its
+//!    `app.kubernetes.io/component=dns` (our chart), or upstream's
+//!    `app.kubernetes.io/name=coredns` (not the metrics component): exactly one; ClusterIP → its cluster IPs, else its
 //!    load balancer IPs, and hostnames through the edge DNS.
 
 use std::net::IpAddr;
@@ -57,7 +56,7 @@ fn lb_status(o: &DynamicObject) -> Found {
 fn is_dns_service(o: &DynamicObject) -> bool {
     let l = o.labels();
     let get = |k: &str| l.get(k).map(String::as_str);
-    (get("app.kubernetes.io/name") == Some("k8gb") && get("app.kubernetes.io/component") == Some("dns"))
+    get("app.kubernetes.io/component") == Some("dns")
         || (get("app.kubernetes.io/name") == Some("coredns")
             && get("app.kubernetes.io/component") != Some("metrics"))
 }
@@ -102,7 +101,7 @@ pub fn find(cfg: &Config, lookup: &dyn Lookup) -> Result<Found, String> {
         [one] => one,
         [] => {
             return Err(format!(
-                "no DNS Service in namespace {} (labels app.kubernetes.io/name=k8gb, app.kubernetes.io/component=dns); or set CLUSTER_EXPOSED_IPS",
+                "no DNS Service in namespace {} (label app.kubernetes.io/component=dns); or set CLUSTER_EXPOSED_IPS",
                 cfg.pod_namespace
             ));
         }
