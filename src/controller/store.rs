@@ -226,6 +226,19 @@ pub async fn start(
             }
             continue;
         };
+        // served but not permitted (the chart grants Gateway API and Istio
+        // only when enabled): skip it instead of retrying a 403 forever
+        let probe: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        match probe.list_metadata(&kube::api::ListParams::default().limit(1)).await {
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                tracing::warn!(
+                    kind = kind.name(),
+                    "no RBAC permission to list it; Gslbs cannot reference it (chart: gatewayapi.enabled / istio.enabled)"
+                );
+                continue;
+            }
+            _ => {}
+        }
         let writer = reflector::store::Writer::new(ar.clone());
         let store = writer.as_reader();
         let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
