@@ -31,9 +31,10 @@ pub async fn reconcile(obj: &DynamicObject, ctx: &Context, target: &Target) -> R
     let api = ctx.api(Group::Legacy, &target.namespace);
     let has_finalizer = obj.finalizers().iter().any(|f| f == FINALIZER);
     if obj.metadata.deletion_timestamp.is_some() {
-        // canonical resources survive the legacy object
-        detach_ingress(ctx, obj, target).await?;
+        // a migrated object's resources survive it (a plain legacy Gslb's
+        // Ingress goes with it, as upstream)
         if has_finalizer {
+            detach_ingress(ctx, obj, target).await?;
             set_finalizers(&api, obj, false).await?;
         }
         ctx.forget(target).await?;
@@ -45,30 +46,23 @@ pub async fn reconcile(obj: &DynamicObject, ctx: &Context, target: &Target) -> R
         if has_finalizer {
             set_finalizers(&api, obj, false).await?;
         }
-        ctx.warn_once(
-            obj,
-            target,
-            "LegacyDeprecated",
-            format!(
-                "k8gb.absa.oss Gslbs are deprecated: set label {MIGRATION_REQUESTED}=true to migrate to k8gb.io"
-            ),
-        )
-        .await;
+        if lock(&ctx.deprecated).insert(obj.uid().unwrap_or_default()) {
+            ctx.event(
+                obj,
+                Group::Legacy,
+                true,
+                "LegacyDeprecated",
+                format!(
+                    "k8gb.absa.oss Gslbs are deprecated: set label {MIGRATION_REQUESTED}=true to migrate to k8gb.io"
+                ),
+            )
+            .await;
+        }
         return reconcile_gslb(obj, ctx, target).await;
     }
     if !has_finalizer {
         set_finalizers(&api, obj, true).await?;
     }
-    // served through the k8gb.io Gslb from now on
-    ctx.forget(target).await?;
-    let ready = super::status::Ready::no(
-        "Migrated",
-        format!(
-            "served through the k8gb.io Gslb {}/{}; edit that one",
-            target.namespace, target.name
-        ),
-    );
-    super::write_status(obj, ctx, target, &Default::default(), &ready).await?;
     let canonical = ctx.api(Group::Canonical, &target.namespace);
     if migrated {
         detach_ingress(ctx, obj, target).await?;
@@ -82,7 +76,7 @@ pub async fn reconcile(obj: &DynamicObject, ctx: &Context, target: &Target) -> R
             ),
         )
         .await;
-        return Ok(Action::await_change());
+        return hand_over(obj, ctx, target, &canonical).await;
     }
     let full = serde_json::to_value(obj).map_err(|e| Error::Kube(kube::Error::SerdeError(e)))?;
     let legacy: api::legacy::Gslb = match serde_json::from_value(full) {
@@ -144,6 +138,36 @@ pub async fn reconcile(obj: &DynamicObject, ctx: &Context, target: &Target) -> R
         .await;
     }
     lock(&ctx.warned).remove(target);
+    hand_over(obj, ctx, target, &canonical).await
+}
+
+/// Stops serving the legacy Gslb once its k8gb.io copy is served (Ready),
+/// so the hosts never go unanswered during a migration; until then the
+/// legacy answers stay and the hand-over is checked again shortly.
+async fn hand_over(
+    obj: &DynamicObject,
+    ctx: &Context,
+    target: &Target,
+    canonical: &Api<DynamicObject>,
+) -> Result<Action, Error> {
+    let served = super::get_opt(canonical, &target.name).await?.is_some_and(|c| {
+        c.data
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    });
+    if !served {
+        return Ok(Action::requeue(std::time::Duration::from_secs(5)));
+    }
+    ctx.forget(target).await?;
+    let ready = super::status::Ready::no(
+        "Migrated",
+        format!(
+            "served through the k8gb.io Gslb {}/{}; edit that one",
+            target.namespace, target.name
+        ),
+    );
+    super::write_status(obj, ctx, target, &Default::default(), &ready).await?;
     Ok(Action::await_change())
 }
 
@@ -208,7 +232,7 @@ async fn detach_ingress(ctx: &Context, obj: &DynamicObject, target: &Target) -> 
 /// annotations change. Deleting the Ingress deletes the Gslb (ownerRef).
 pub async fn annotated_ingresses(
     ctx: Arc<Context>,
-    mut rx: mpsc::Receiver<(String, String)>,
+    mut rx: mpsc::UnboundedReceiver<(String, String)>,
     cancel: CancellationToken,
 ) {
     let mut warned = std::collections::HashSet::new();

@@ -82,7 +82,13 @@ pub struct Context {
     written: Mutex<HashMap<Target, (Option<String>, Value)>>,
     /// The last resolution that succeeded: a transient failure keeps its
     /// hosts served (with this cluster's targets withdrawn).
-    last_good: Mutex<HashMap<Target, KubeGslb>>,
+    last_good: Mutex<HashMap<Target, (String, KubeGslb)>>,
+    /// The Gslb caches of each group (empty in tests that call `reconcile`
+    /// directly): a reconcile that finishes after its Gslb was deleted must
+    /// not bring it back.
+    pub gslb_readers: Vec<(Group, Store<DynamicObject>)>,
+    /// Legacy Gslbs (by uid) already told they are deprecated.
+    deprecated: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Context {
@@ -117,6 +123,8 @@ impl Context {
             warned: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             last_good: Mutex::new(HashMap::new()),
+            gslb_readers: Vec::new(),
+            deprecated: Mutex::new(Default::default()),
         }
     }
 
@@ -172,6 +180,30 @@ impl Context {
             .send(Event::Kube(change))
             .await
             .map_err(|_| Error::EngineStopped)
+    }
+
+    /// Was `obj` deleted (or replaced by a new object of the same name)
+    /// while it was being reconciled?
+    fn gone(&self, obj: &DynamicObject, group: Group) -> bool {
+        let Some((_, reader)) = self.gslb_readers.iter().find(|(g, _)| *g == group) else {
+            return false;
+        };
+        let key = ObjectRef::new_with(&obj.name_any(), self.ar(group).clone())
+            .within(&obj.namespace().unwrap_or_default());
+        reader.get(&key).is_none_or(|cur| cur.uid() != obj.uid())
+    }
+
+    /// Drops what is remembered about Gslbs that no longer exist.
+    fn prune(&self, keep: &BTreeSet<String>) {
+        let alive = |t: &Target| keep.contains(&engine_key(t));
+        lock(&self.warned).retain(|t, _| alive(t));
+        lock(&self.written).retain(|t, _| alive(t));
+        lock(&self.last_good).retain(|t, _| alive(t));
+        let mut index = lock(&self.index);
+        let dead: Vec<Target> = index.targets().filter(|t| !alive(t)).cloned().collect();
+        for t in dead {
+            index.remove(&t);
+        }
     }
 
     /// Forgets a Gslb that is gone.
@@ -282,7 +314,13 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
         && gslb.spec.ingress.is_some()
         && let Some(ready) = ensure_ingress(obj, &gslb, ctx, target).await?
     {
-        return fail(obj, ctx, target, ready, Vec::new(), ctx.requeue()).await;
+        // the conflicting Ingress going away must reconcile this Gslb
+        let dep = Dependency::Object {
+            kind: SourceKind::Ingress,
+            namespace: target.namespace.clone(),
+            name: target.name.clone(),
+        };
+        return fail(obj, ctx, target, ready, vec![dep], ctx.requeue()).await;
     }
     let resolved = match sources::resolve(&ctx.stores, &gslb) {
         Ok(r) => r,
@@ -338,6 +376,10 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
         },
     };
 
+    // resolvers rotate answers: a stable order keeps the status stable
+    let mut exposed = exposed;
+    exposed.sort();
+    exposed.dedup();
     let entry = KubeGslb {
         key: engine_key(target),
         namespace: target.namespace.clone(),
@@ -347,8 +389,12 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
         health: health.clone(),
         exposed: exposed.clone(),
     };
-    lock(&ctx.last_good).insert(target.clone(), entry.clone());
+    lock(&ctx.last_good).insert(target.clone(), (obj.uid().unwrap_or_default(), entry.clone()));
     let report = upsert(ctx, entry).await?;
+    if ctx.gone(obj, target.group) {
+        ctx.forget(target).await?;
+        return Ok(Action::await_change());
+    }
 
     let ready = if servers.is_empty() {
         Ready::no(
@@ -428,12 +474,21 @@ async fn fail(
     lock(&ctx.index).set(target, deps);
     ctx.warn_once(obj, target, &ready.reason, ready.message.clone())
         .await;
-    let previous = lock(&ctx.last_good).get(target).cloned();
+    let uid = obj.uid().unwrap_or_default();
+    let previous = lock(&ctx.last_good)
+        .get(target)
+        .filter(|(u, _)| *u == uid)
+        .map(|(_, g)| g.clone());
     let report = match previous {
         Some(mut g) => {
             g.health.clear();
             g.exposed.clear();
-            upsert(ctx, g).await?
+            let r = upsert(ctx, g).await?;
+            if ctx.gone(obj, target.group) {
+                ctx.forget(target).await?;
+                return Ok(Action::await_change());
+            }
+            r
         }
         None => {
             ctx.send(KubeChange::Remove(engine_key(target))).await?;
@@ -603,7 +658,9 @@ async fn ensure_ingress(
 }
 
 /// Runs the controller until `cancel`. `answers` carries the engine keys of
-/// Gslbs whose answers changed without a reconcile.
+/// Gslbs whose answers changed without a reconcile. Transient API errors at
+/// start (discovery, the first lists) are retried with backoff; a missing
+/// k8gb.io Gslb CRD is an error.
 pub async fn run(
     client: Client,
     cfg: Arc<Config>,
@@ -613,28 +670,58 @@ pub async fn run(
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
-    let canonical = ApiResource::erase::<api::Gslb>(&());
-    if !store::is_served(&client, &canonical).await? {
-        return Err(Error::CrdMissing);
-    }
-    let legacy_ar = ApiResource::erase::<api::legacy::Gslb>(&());
-    let legacy = store::is_served(&client, &legacy_ar).await?.then_some(legacy_ar);
     let (changed_tx, changed_rx) = mpsc::channel::<Target>(1024);
-    let (ingress_tx, ingress_rx) = mpsc::channel::<(String, String)>(256);
-    let mut ctx = Context::new(
-        client.clone(),
-        cfg,
-        Stores::default(),
-        engine,
-        metrics,
-        legacy.clone(),
-    );
-    let index = ctx.index.clone();
-    ctx.stores = store::start(&client, index, changed_tx, Some(ingress_tx), &cancel).await?;
-    if !ctx.stores.wait_ready(Duration::from_secs(30)).await {
-        tracing::warn!("some caches are not filled after 30 s (RBAC?); reconciling anyway");
+    let (ingress_tx, ingress_rx) = mpsc::unbounded_channel::<(String, String)>();
+    let canonical = ApiResource::erase::<api::Gslb>(&());
+    let legacy_ar = ApiResource::erase::<api::legacy::Gslb>(&());
+    let index = Arc::new(Mutex::new(DepIndex::default()));
+    let mut delay = Duration::from_millis(500);
+    let (legacy, stores) = loop {
+        let attempt = async {
+            if !store::is_served(&client, &canonical).await? {
+                return Err(Error::CrdMissing);
+            }
+            let legacy = store::is_served(&client, &legacy_ar)
+                .await?
+                .then(|| legacy_ar.clone());
+            let stores = store::start(
+                &client,
+                index.clone(),
+                changed_tx.clone(),
+                Some(ingress_tx.clone()),
+                &cancel,
+            )
+            .await?;
+            Ok((legacy, stores))
+        };
+        match attempt.await {
+            Ok(v) => break v,
+            Err(Error::CrdMissing) => return Err(Error::CrdMissing),
+            Err(e) => {
+                tracing::warn!("Kubernetes API not usable yet, retrying in {delay:?}: {e}");
+                tokio::select! {
+                    _ = cancel.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
+    let mut ctx = Context::new(client.clone(), cfg, stores, engine, metrics, legacy.clone());
+    ctx.index = index;
+    let (c_stream, c_reader) = gslb_stream(&client, &ctx.canonical);
+    let legacy_parts = legacy.as_ref().map(|ar| gslb_stream(&client, ar));
+    ctx.gslb_readers.push((Group::Canonical, c_reader.clone()));
+    if let Some((_, r)) = &legacy_parts {
+        ctx.gslb_readers.push((Group::Legacy, r.clone()));
     }
     let ctx = Arc::new(ctx);
+    // consumers first: the caches' hooks never wait on them
+    tokio::spawn(legacy::annotated_ingresses(
+        ctx.clone(),
+        ingress_rx,
+        cancel.clone(),
+    ));
     tokio::spawn(cluster_ips::run(
         ctx.cfg.clone(),
         Arc::new(ctx.stores.clone()),
@@ -643,56 +730,37 @@ pub async fn run(
         Duration::from_secs(2),
         cancel.clone(),
     ));
-
-    // triggers: dependency changes and answer changes, routed per group
     let (canon_tx, canon_rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
     let (legacy_tx, legacy_rx) = mpsc::unbounded_channel::<ObjectRef<DynamicObject>>();
-    {
-        let ctx = ctx.clone();
-        let cancel = cancel.clone();
-        tokio::spawn(route_triggers(
-            ctx, changed_rx, answers, canon_tx, legacy_tx, cancel,
-        ));
-    }
-    tokio::spawn(legacy::annotated_ingresses(
+    tokio::spawn(route_triggers(
         ctx.clone(),
-        ingress_rx,
+        changed_rx,
+        answers,
+        canon_tx.clone(),
+        legacy_tx.clone(),
         cancel.clone(),
     ));
+    if !ctx.stores.wait_ready(Duration::from_secs(30)).await {
+        tracing::warn!("some caches are not filled after 30 s (RBAC?); reconciling anyway");
+    }
 
-    let canonical_reader;
-    let legacy_reader: Option<Store<DynamicObject>>;
-    let (c_stream, c_reader) = gslb_stream(&client, &ctx.canonical);
-    canonical_reader = c_reader;
-    let mut runs = Vec::new();
-    let (l_parts, l_reader) = match &legacy {
-        Some(ar) => {
-            let (s, r) = gslb_stream(&client, ar);
-            (Some(s), Some(r))
-        }
-        None => (None, None),
-    };
-    legacy_reader = l_reader;
-    let readers: Vec<Store<DynamicObject>> = std::iter::once(canonical_reader.clone())
-        .chain(legacy_reader.clone())
-        .collect();
-    runs.push(controller_run(
+    let mut runs = vec![controller_run(
         ctx.clone(),
         Group::Canonical,
         c_stream,
-        canonical_reader,
+        c_reader,
         canon_rx,
-        readers.clone(),
+        canon_tx,
         cancel.clone(),
-    ));
-    if let (Some(s), Some(r)) = (l_parts, legacy_reader) {
+    )];
+    if let Some((s, r)) = legacy_parts {
         runs.push(controller_run(
             ctx.clone(),
             Group::Legacy,
             s,
             r,
             legacy_rx,
-            readers,
+            legacy_tx,
             cancel.clone(),
         ));
     }
@@ -715,35 +783,50 @@ fn gslb_stream(client: &Client, ar: &ApiResource) -> (GslbEvents, Store<DynamicO
     (stream, reader)
 }
 
+/// Every Gslb key the caches hold, in both groups.
+fn cached_keys(ctx: &Context) -> BTreeSet<String> {
+    ctx.gslb_readers
+        .iter()
+        .flat_map(|(g, r)| r.state().into_iter().map(move |o| engine_key(&target_of(&o, *g))))
+        .collect()
+}
+
 async fn controller_run(
     ctx: Arc<Context>,
     group: Group,
     events: GslbEvents,
     reader: Store<DynamicObject>,
     triggers: mpsc::UnboundedReceiver<ObjectRef<DynamicObject>>,
-    readers: Vec<Store<DynamicObject>>,
+    retrigger: mpsc::UnboundedSender<ObjectRef<DynamicObject>>,
     cancel: CancellationToken,
 ) {
     let ar = ctx.ar(group).clone();
     let c2 = ctx.clone();
+    let r2 = reader.clone();
     // deletions and re-lists reach the engine here; the controller only
     // sees objects that exist
     let applied = events
         .then(move |ev| {
             let ctx = c2.clone();
-            let readers = readers.clone();
+            let reader = r2.clone();
+            let retrigger = retrigger.clone();
             async move {
                 match &ev {
                     Ok(watcher::Event::Delete(o)) => {
                         let _ = ctx.forget(&target_of(o, group)).await;
                     }
                     Ok(watcher::Event::InitDone) => {
-                        let keys: BTreeSet<String> = readers
-                            .iter()
-                            .flat_map(|r| r.state())
-                            .map(|o| engine_key(&target_of(&o, group_of(&o))))
-                            .collect();
+                        // the cache was swapped in just now: Gslbs gone
+                        // meanwhile leave, every present one is reconciled
+                        // against it (the InitApply triggers saw the old one)
+                        let keys = cached_keys(&ctx);
+                        ctx.prune(&keys);
                         let _ = ctx.send(KubeChange::Retain(keys)).await;
+                        for o in reader.state() {
+                            let r = ObjectRef::new_with(&o.name_any(), ctx.ar(group).clone())
+                                .within(&o.namespace().unwrap_or_default());
+                            let _ = retrigger.send(r);
+                        }
                     }
                     _ => {}
                 }

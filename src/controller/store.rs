@@ -203,7 +203,7 @@ pub async fn start(
     client: &Client,
     index: Arc<Mutex<DepIndex>>,
     changed: mpsc::Sender<Target>,
-    ingresses: Option<mpsc::Sender<(String, String)>>,
+    ingresses: Option<mpsc::UnboundedSender<(String, String)>>,
     cancel: &CancellationToken,
 ) -> Result<Stores, kube::Error> {
     let mut stores = Stores::default();
@@ -229,7 +229,10 @@ pub async fn start(
         // served but not permitted (the chart grants Gateway API and Istio
         // only when enabled): skip it instead of retrying a 403 forever
         let probe: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        match probe.list_metadata(&kube::api::ListParams::default().limit(1)).await {
+        match probe
+            .list_metadata(&kube::api::ListParams::default().limit(1))
+            .await
+        {
             Err(kube::Error::Api(s)) if s.code == 403 => {
                 tracing::warn!(
                     kind = kind.name(),
@@ -255,6 +258,7 @@ pub async fn start(
         } else {
             None
         };
+        let reader = store.clone();
         tokio::spawn(async move {
             let mut stream = std::pin::pin!(stream);
             loop {
@@ -270,13 +274,20 @@ pub async fn start(
                     }
                     Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
                         if let Some(h) = &hook {
-                            let _ = h.send((o.namespace().unwrap_or_default(), o.name_any())).await;
+                            let _ = h.send((o.namespace().unwrap_or_default(), o.name_any()));
                         }
                         lock(&index).affected(kind, &o)
                     }
                     Some(Ok(watcher::Event::Delete(o))) => lock(&index).affected(kind, &o),
                     // after a (re-)list anything may have changed
-                    Some(Ok(watcher::Event::InitDone)) => lock(&index).targets().cloned().collect(),
+                    Some(Ok(watcher::Event::InitDone)) => {
+                        if let Some(h) = &hook {
+                            for o in reader.state() {
+                                let _ = h.send((o.namespace().unwrap_or_default(), o.name_any()));
+                            }
+                        }
+                        lock(&index).targets().cloned().collect()
+                    }
                     Some(Ok(_)) => continue,
                 };
                 for t in targets {
