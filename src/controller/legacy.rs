@@ -182,7 +182,9 @@ async fn set_finalizers(api: &Api<DynamicObject>, obj: &DynamicObject, add: bool
     if add {
         list.push(FINALIZER.into());
     }
-    let patch = json!({"metadata": {"finalizers": list}});
+    // with the resourceVersion we read: a concurrent change to the list is
+    // a conflict (retried), never silently overwritten
+    let patch = json!({"metadata": {"finalizers": list, "resourceVersion": obj.resource_version()}});
     match api
         .patch(&obj.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
         .await
@@ -216,7 +218,7 @@ async fn detach_ingress(ctx: &Context, obj: &DynamicObject, target: &Target) -> 
         .filter_map(|o| serde_json::to_value(o).ok())
         .collect();
     let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &target.namespace, &ar);
-    let patch = json!({"metadata": {"ownerReferences": keep}});
+    let patch = json!({"metadata": {"ownerReferences": keep, "resourceVersion": ing.resource_version()}});
     match api
         .patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await

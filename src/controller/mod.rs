@@ -54,7 +54,7 @@ pub const MANAGED_BY: (&str, &str) = ("app.k8gb.io/managed-by", "gslb");
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    #[error("the engine stopped")]
+    #[error("the engine did not take the update (stopped or overloaded)")]
     EngineStopped,
     #[error(
         "the k8gb.io Gslb CRD is not installed (apply chart/k8gb/crds or `k8gb crd | kubectl apply -f -`)"
@@ -452,10 +452,11 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
 async fn upsert(ctx: &Context, entry: KubeGslb) -> Result<Option<crate::metrics::GslbReport>, Error> {
     let (tx, rx) = oneshot::channel();
     ctx.send(KubeChange::Upsert(Box::new(entry), Some(tx))).await?;
-    Ok(tokio::time::timeout(Duration::from_secs(10), rx)
-        .await
-        .ok()
-        .and_then(|r| r.ok()))
+    // no reply: retry the reconcile rather than write a status without answers
+    match tokio::time::timeout(Duration::from_secs(10), rx).await {
+        Ok(Ok(report)) => Ok(Some(report)),
+        _ => Err(Error::EngineStopped),
+    }
 }
 
 /// A Gslb that cannot be served as asked: condition, event, metrics. Hosts
@@ -632,7 +633,12 @@ async fn ensure_ingress(
             ),
         )));
     }
-    let current_spec = existing.data.get("spec").cloned().unwrap_or(Value::Null);
+    let mut current_spec = existing.data.get("spec").cloned().unwrap_or(Value::Null);
+    if spec.get("ingressClassName").is_none()
+        && let Some(m) = current_spec.as_object_mut()
+    {
+        m.remove("ingressClassName");
+    }
     let labelled = existing.labels().get(MANAGED_BY.0).map(String::as_str) == Some(MANAGED_BY.1);
     let owned = owners.iter().any(|o| o.uid == uid);
     if current_spec == spec && labelled && owned {
@@ -644,12 +650,22 @@ async fn ensure_ingress(
         .filter_map(|o| serde_json::to_value(o).ok())
         .collect();
     refs.push(owner);
+    let mut spec_patch = status::merge_diff(&current_spec, &spec);
+    // an ingressClassName the Gslb leaves open may be set by admission
+    // (DefaultIngressClass): keep it rather than unbinding the Ingress
+    if spec.get("ingressClassName").is_none()
+        && let Some(m) = spec_patch.as_object_mut()
+    {
+        m.remove("ingressClassName");
+    }
     let patch = json!({
         "metadata": {
             "labels": { MANAGED_BY.0: MANAGED_BY.1 },
             "ownerReferences": refs,
+            // the owner list was read from the cache: conflict if it moved
+            "resourceVersion": existing.resource_version(),
         },
-        "spec": status::merge_diff(&current_spec, &spec),
+        "spec": spec_patch,
     });
     api.patch(&target.name, &PatchParams::default(), &Patch::Merge(&patch))
         .await?;
