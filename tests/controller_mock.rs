@@ -611,3 +611,114 @@ async fn every_source_kind_fixture_is_reconciled_and_served() {
     ];
     assert_eq!(table, want);
 }
+
+/// The watch wiring: a Gslb from the first list is served; a re-list that
+/// no longer has it removes it and reconciles the new one (which the
+/// InitApply triggers could not, the cache being swapped only at InitDone);
+/// a Delete removes a Gslb from the answers.
+#[tokio::test]
+async fn relist_and_delete_reach_the_engine() {
+    use futures::StreamExt;
+    use k8gb::controller::store::Group;
+    use kube::runtime::watcher::Event as W;
+    use kube::runtime::{WatchStreamExt, reflector};
+
+    let spec = |name: &str| {
+        let mut g = gslb(
+            name,
+            json!({"resourceRef": {"apiVersion": "v1", "kind": "Service", "name": name}, "strategy": {"type": "roundRobin"}}),
+        );
+        g["metadata"]["annotations"] = json!({"k8gb.io/hostname": format!("{name}.cloud.example.com")});
+        g
+    };
+    let (a, b) = (spec("a"), spec("b"));
+    let h = harness(
+        vec![
+            (SourceKind::Service, service("a", Some("192.0.2.1"))),
+            (SourceKind::EndpointSlice, slice("a", true)),
+            (SourceKind::Service, service("b", Some("192.0.2.2"))),
+            (SourceKind::EndpointSlice, slice("b", true)),
+        ],
+        &[a.clone(), b.clone()],
+    );
+    let ar = h.ctx.canonical.clone();
+    let writer = reflector::store::Writer::new(ar);
+    let reader = writer.as_reader();
+    let (ev_tx, ev_rx) = mpsc::unbounded_channel::<Result<W<DynamicObject>, kube::runtime::watcher::Error>>();
+    let events = futures::stream::poll_fn({
+        let mut rx = ev_rx;
+        move |cx| rx.poll_recv(cx)
+    })
+    .reflect(writer)
+    .boxed();
+    // a context whose cache is that reader
+    let mut ctx = Context::new(
+        mock_client(h.api.clone()),
+        h.ctx.cfg.clone(),
+        Stores::from_objects(
+            [
+                (SourceKind::Service, service("a", Some("192.0.2.1"))),
+                (SourceKind::EndpointSlice, slice("a", true)),
+                (SourceKind::Service, service("b", Some("192.0.2.2"))),
+                (SourceKind::EndpointSlice, slice("b", true)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k, obj(v))),
+        ),
+        h.ctx.engine.clone(),
+        h.ctx.metrics.clone(),
+        None,
+    );
+    ctx.gslb_readers.push((Group::Canonical, reader.clone()));
+    let ctx = Arc::new(ctx);
+    let (trig_tx, trig_rx) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let run = tokio::spawn(k8gb::controller::controller_run(
+        ctx,
+        Group::Canonical,
+        events,
+        reader,
+        trig_rx,
+        trig_tx,
+        cancel.clone(),
+    ));
+    let wait = |host: &'static str, want: Vec<IpAddr>| {
+        let snap = h.snapshot.clone();
+        async move {
+            for _ in 0..200 {
+                if k8gb::dns::testing::answer_of(&snap.load(), host, false) == want {
+                    return true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            false
+        }
+    };
+    for e in [W::Init, W::InitApply(obj(a.clone())), W::InitDone] {
+        ev_tx.send(Ok(e)).unwrap();
+    }
+    assert!(
+        wait("a.cloud.example.com", vec![ip("192.0.2.1")]).await,
+        "a not served"
+    );
+    // re-list: a is gone, b is new
+    for e in [W::Init, W::InitApply(obj(b.clone())), W::InitDone] {
+        ev_tx.send(Ok(e)).unwrap();
+    }
+    assert!(
+        wait("b.cloud.example.com", vec![ip("192.0.2.2")]).await,
+        "b not reconciled after the re-list"
+    );
+    assert!(
+        wait("a.cloud.example.com", vec![]).await,
+        "a still served after the re-list"
+    );
+    // a watch Delete
+    ev_tx.send(Ok(W::Delete(obj(b.clone())))).unwrap();
+    assert!(
+        wait("b.cloud.example.com", vec![]).await,
+        "b still served after its deletion"
+    );
+    cancel.cancel();
+    let _ = run.await;
+}

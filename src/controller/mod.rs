@@ -784,7 +784,8 @@ pub async fn run(
     Ok(())
 }
 
-type GslbEvents = futures::stream::BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>;
+pub type GslbEvents =
+    futures::stream::BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>;
 
 /// The Gslb list-watch of one group and its cache.
 fn gslb_stream(client: &Client, ar: &ApiResource) -> (GslbEvents, Store<DynamicObject>) {
@@ -807,7 +808,9 @@ fn cached_keys(ctx: &Context) -> BTreeSet<String> {
         .collect()
 }
 
-async fn controller_run(
+/// One group's Gslb controller over a (reflected) watch stream: deletes
+/// and re-lists go to the engine, every object to `reconcile`.
+pub async fn controller_run(
     ctx: Arc<Context>,
     group: Group,
     events: GslbEvents,
