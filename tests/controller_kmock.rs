@@ -5,70 +5,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::kmock::start_kmock;
 use common::{Server, dig_short, eventually, require};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::{Value, json};
-
-/// A running emulator; killed on drop.
-struct Kmock {
-    child: Child,
-}
-
-impl Drop for Kmock {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn require_kmock() {
-    let ok = Command::new("python3")
-        .args(["-c", "import kmock"])
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        ok,
-        "the Python package kmock is missing: run `pip install kmock` (scripts/test.sh installs it)"
-    );
-}
-
-fn start_kmock(host: &str, port: u16) -> Kmock {
-    require_kmock();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/support/kmock_server.py");
-    let mut child = Command::new("python3")
-        .arg(script)
-        .args([host, &port.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start kmock");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match rx.recv_timeout(Duration::from_millis(100)) {
-            Ok(l) if l.contains("ready") => break,
-            _ => {}
-        }
-        if let Ok(Some(s)) = child.try_wait() {
-            panic!("kmock exited with {s}");
-        }
-        assert!(Instant::now() < deadline, "kmock did not start within 30 s");
-    }
-    Kmock { child }
-}
 
 fn write_kubeconfig(dir: &Path, host: &str, port: u16) -> PathBuf {
     let path = dir.join("kubeconfig");

@@ -612,53 +612,39 @@ async fn discover(cfg: &Config, tag: &GeoTag) -> Result<Endpoint, String> {
         .ok_or("no zone configured to derive the peer's NS name from")?;
     let ns = cfg.ns_name(tag, zone);
     let name = Name::from_ascii(format!("{ns}.")).map_err(|e| e.to_string())?;
-    let mut last = String::from("no edge DNS server configured");
-    for edge in &cfg.edge_dns_servers {
-        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((edge.host.as_str(), edge.port)).await {
-            Ok(a) => a.collect(),
-            Err(e) => {
-                last = format!("edge {edge}: {e}");
-                continue;
-            }
-        };
-        for addr in addrs {
-            let ep = Endpoint {
-                dns: addr,
-                dot: addr,
-                server_name: ServerName::IpAddress(addr.ip().into()),
-            };
-            let mut c = PeerClient::plain(cfg.peer_exchange.timeout, Vec::new());
-            // A first, then AAAA: IPv6-only peers can be found too
-            let mut found = None;
-            let mut answered = Ok(());
-            for rtype in [RecordType::A, RecordType::AAAA] {
-                match c.query(&ep, &name, rtype, true).await {
-                    Ok(m) => {
-                        if let Some(ip) = addresses(&m).into_iter().next() {
-                            found = Some(ip);
-                            break;
-                        }
-                        last = format!(
-                            "edge {edge}: no address for {ns} ({:?})",
-                            m.metadata.response_code
-                        );
+    let (edges, mut last) = edge_endpoints(cfg).await;
+    for (edge, ep) in edges {
+        let mut c = PeerClient::plain(cfg.peer_exchange.timeout, Vec::new());
+        // A first, then AAAA: IPv6-only peers can be found too
+        let mut found = None;
+        let mut answered = Ok(());
+        for rtype in [RecordType::A, RecordType::AAAA] {
+            match c.query(&ep, &name, rtype, true).await {
+                Ok(m) => {
+                    if let Some(ip) = addresses(&m).into_iter().next() {
+                        found = Some(ip);
+                        break;
                     }
-                    Err(e) => answered = Err(e),
+                    last = format!(
+                        "edge {edge}: no address for {ns} ({:?})",
+                        m.metadata.response_code
+                    );
                 }
+                Err(e) => answered = Err(e),
             }
-            match (found, answered) {
-                (Some(ip), _) => {
-                    let server_name =
-                        ServerName::try_from(ns.clone()).unwrap_or(ServerName::IpAddress(ip.into()));
-                    return Ok(Endpoint {
-                        dns: SocketAddr::new(ip, cfg.peer_exchange.port),
-                        dot: SocketAddr::new(ip, cfg.peer_exchange.dot_port),
-                        server_name,
-                    });
-                }
-                (None, Ok(())) => {}
-                (None, Err(e)) => last = format!("edge {edge}: {e}"),
+        }
+        match (found, answered) {
+            (Some(ip), _) => {
+                let server_name =
+                    ServerName::try_from(ns.clone()).unwrap_or(ServerName::IpAddress(ip.into()));
+                return Ok(Endpoint {
+                    dns: SocketAddr::new(ip, cfg.peer_exchange.port),
+                    dot: SocketAddr::new(ip, cfg.peer_exchange.dot_port),
+                    server_name,
+                });
             }
+            (None, Ok(())) => {}
+            (None, Err(e)) => last = format!("edge {edge}: {e}"),
         }
     }
     Err(last)
@@ -685,29 +671,37 @@ pub async fn resolve_via_edge(cfg: &Config, hostnames: &[String]) -> Result<Vec<
 }
 
 async fn resolve_one_via_edge(cfg: &Config, host: &str) -> Result<Vec<IpAddr>, String> {
-    let mut last = String::from("no edge DNS server configured (EDGE_DNS_SERVERS)");
-    for edge in &cfg.edge_dns_servers {
-        let addrs: Vec<SocketAddr> = match tokio::net::lookup_host((edge.host.as_str(), edge.port)).await {
-            Ok(a) => a.collect(),
-            Err(e) => {
-                last = format!("edge {edge}: {e}");
-                continue;
-            }
-        };
-        for addr in addrs {
-            let ep = Endpoint {
-                dns: addr,
-                dot: addr,
-                server_name: ServerName::IpAddress(addr.ip().into()),
-            };
-            let mut c = PeerClient::plain(cfg.peer_exchange.timeout, Vec::new());
-            match follow_cnames(&mut c, &ep, host).await {
-                Ok(ips) => return Ok(ips),
-                Err(e) => last = format!("edge {edge}: {host}: {e}"),
-            }
+    let (edges, mut last) = edge_endpoints(cfg).await;
+    for (edge, ep) in edges {
+        let mut c = PeerClient::plain(cfg.peer_exchange.timeout, Vec::new());
+        match follow_cnames(&mut c, &ep, host).await {
+            Ok(ips) => return Ok(ips),
+            Err(e) => last = format!("edge {edge}: {host}: {e}"),
         }
     }
     Err(last)
+}
+
+/// Every address of every edge DNS server (`EDGE_DNS_SERVERS`, in order) as
+/// a plain DNS endpoint with its server's name for messages, and the error to
+/// report when none of them answers.
+async fn edge_endpoints(cfg: &Config) -> (Vec<(String, Endpoint)>, String) {
+    let mut out = Vec::new();
+    let mut last = String::from("no edge DNS server configured (EDGE_DNS_SERVERS)");
+    for edge in &cfg.edge_dns_servers {
+        match tokio::net::lookup_host((edge.host.as_str(), edge.port)).await {
+            Ok(addrs) => out.extend(addrs.map(|addr| {
+                let ep = Endpoint {
+                    dns: addr,
+                    dot: addr,
+                    server_name: ServerName::IpAddress(addr.ip().into()),
+                };
+                (edge.to_string(), ep)
+            })),
+            Err(e) => last = format!("edge {edge}: {e}"),
+        }
+    }
+    (out, last)
 }
 
 /// A and AAAA of `host` at one server, chasing CNAMEs the server returns

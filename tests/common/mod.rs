@@ -1,6 +1,8 @@
 //! Shared helpers for tests that run the built `k8gb` binary.
 #![allow(dead_code)]
 
+pub mod kmock;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
