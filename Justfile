@@ -44,6 +44,10 @@ bench-qps:
 bench-convergence:
     bench/convergence --cycles 30
 
+# Kubernetes mode: EndpointSlice readiness change to DNS answer, against the kmock API emulator.
+bench-readiness:
+    bench/readiness --cycles 50
+
 # Lint and render the Helm chart offline and check it (RBAC, pod security, schemas, checkov) and the demo scripts.
 chart-test:
     cargo test --test chart
