@@ -73,9 +73,9 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub canonical: ApiResource,
     pub legacy: Option<ApiResource>,
-    /// The last warning event per Gslb: one event per distinct failure,
+    /// The last warning event per Gslb and reason: one event per distinct failure,
     /// not one per requeue.
-    warned: Mutex<HashMap<Target, String>>,
+    warned: Mutex<HashMap<Target, std::collections::BTreeMap<String, String>>>,
     /// The status we last wrote, and the resourceVersion of the object we
     /// wrote it over: a reconcile that still sees that older object
     /// compares with what we wrote instead of re-patching.
@@ -167,8 +167,11 @@ impl Context {
     /// A warning event, unless the same one was the last for this Gslb.
     /// True when it was new.
     async fn warn_once(&self, obj: &DynamicObject, target: &Target, reason: &str, note: String) -> bool {
-        let key = format!("{reason}: {note}");
-        if lock(&self.warned).insert(target.clone(), key.clone()).as_ref() == Some(&key) {
+        let previous = lock(&self.warned)
+            .entry(target.clone())
+            .or_default()
+            .insert(reason.to_owned(), note.clone());
+        if previous.as_ref() == Some(&note) {
             return false;
         }
         self.event(obj, target.group, true, reason, note).await;
@@ -470,11 +473,18 @@ async fn fail(
     deps: Vec<Dependency>,
     action: Action,
 ) -> Result<Action, Error> {
-    tracing::warn!(gslb = %format!("{}/{}", target.namespace, target.name), reason = %ready.reason, "{}", ready.message);
     ctx.metrics.gslb_error(&target.namespace, &target.name);
     lock(&ctx.index).set(target, deps);
-    ctx.warn_once(obj, target, &ready.reason, ready.message.clone())
-        .await;
+    let gslb = format!("{}/{}", target.namespace, target.name);
+    // at warn once per distinct failure (with its event), then at debug
+    if ctx
+        .warn_once(obj, target, &ready.reason, ready.message.clone())
+        .await
+    {
+        tracing::warn!(gslb = %gslb, reason = %ready.reason, "{}", ready.message);
+    } else {
+        tracing::debug!(gslb = %gslb, reason = %ready.reason, "{}", ready.message);
+    }
     let uid = obj.uid().unwrap_or_default();
     let previous = lock(&ctx.last_good)
         .get(target)
