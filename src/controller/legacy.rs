@@ -198,7 +198,7 @@ async fn set_finalizers(api: &Api<DynamicObject>, obj: &DynamicObject, add: bool
 /// Removes the legacy Gslb's ownerReference from the Ingress of the same
 /// name, so deleting the legacy object keeps the Ingress.
 async fn detach_ingress(ctx: &Context, obj: &DynamicObject, target: &Target) -> Result<(), Error> {
-    let Some(ar) = ctx.stores.served(SourceKind::Ingress).cloned() else {
+    let Some(ar) = ctx.stores.served(SourceKind::Ingress) else {
         return Ok(());
     };
     let Ok(Some(ing)) = ctx
@@ -289,7 +289,7 @@ async fn sync_annotated(
                         action: "CreateGslb".into(),
                         secondary: None,
                     };
-                    let _ = ctx.recorder.publish(&ev, &ing.object_ref(ar)).await;
+                    let _ = ctx.recorder.publish(&ev, &ing.object_ref(&ar)).await;
                 }
             }
             return Ok(());

@@ -584,7 +584,7 @@ async fn ensure_ingress(
     ctx: &Context,
     target: &Target,
 ) -> Result<Option<Ready>, Error> {
-    let Some(ar) = ctx.stores.served(SourceKind::Ingress).cloned() else {
+    let Some(ar) = ctx.stores.served(SourceKind::Ingress) else {
         return Ok(Some(Ready::no(
             "KindNotServed",
             "networking.k8s.io/v1 Ingress is not served by this cluster",

@@ -101,20 +101,35 @@ impl DepIndex {
     }
 }
 
-/// The reflector stores of every served kind.
+type KindMap = BTreeMap<SourceKind, (ApiResource, Store<DynamicObject>)>;
+
+/// The reflector stores of every served kind. Shared: a kind whose CRD is
+/// installed after start joins (see [`start`]).
 #[derive(Clone, Default)]
 pub struct Stores {
-    kinds: BTreeMap<SourceKind, (ApiResource, Store<DynamicObject>)>,
+    kinds: Arc<std::sync::RwLock<KindMap>>,
 }
 
 impl Stores {
-    pub fn served(&self, kind: SourceKind) -> Option<&ApiResource> {
-        self.kinds.get(&kind).map(|(ar, _)| ar)
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KindMap> {
+        self.kinds.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, kind: SourceKind, ar: ApiResource, store: Store<DynamicObject>) {
+        self.kinds
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(kind, (ar, store));
+    }
+
+    pub fn served(&self, kind: SourceKind) -> Option<ApiResource> {
+        self.read().get(&kind).map(|(ar, _)| ar.clone())
     }
 
     /// Waits until every store has its first full list, at most `limit`.
     pub async fn wait_ready(&self, limit: Duration) -> bool {
-        let all = futures::future::join_all(self.kinds.values().map(|(_, s)| s.wait_until_ready()));
+        let stores: Vec<Store<DynamicObject>> = self.read().values().map(|(_, s)| s.clone()).collect();
+        let all = futures::future::join_all(stores.iter().map(|s| s.wait_until_ready()));
         tokio::time::timeout(limit, all).await.is_ok()
     }
 }
@@ -137,12 +152,12 @@ impl Stores {
                 w.apply_watcher_event(&watcher::Event::InitApply(obj));
             }
         }
-        let mut stores = Stores::default();
+        let stores = Stores::default();
         for (kind, mut w) in writers {
             w.apply_watcher_event(&watcher::Event::InitDone);
             let ar = kind.candidates().into_iter().next();
             if let Some(ar) = ar {
-                stores.kinds.insert(kind, (ar, w.as_reader()));
+                stores.insert(kind, ar, w.as_reader());
             }
         }
         stores
@@ -156,7 +171,8 @@ impl Lookup for Stores {
         namespace: &str,
         name: &str,
     ) -> Result<Option<Arc<DynamicObject>>, Unavailable> {
-        let (ar, store) = self.kinds.get(&kind).ok_or(Unavailable(kind))?;
+        let kinds = self.read();
+        let (ar, store) = kinds.get(&kind).ok_or(Unavailable(kind))?;
         // every source kind is namespaced
         Ok(store.get(&ObjectRef::new_with(name, ar.clone()).within(namespace)))
     }
@@ -166,7 +182,8 @@ impl Lookup for Stores {
         kind: SourceKind,
         namespace: Option<&str>,
     ) -> Result<Vec<Arc<DynamicObject>>, Unavailable> {
-        let (_, store) = self.kinds.get(&kind).ok_or(Unavailable(kind))?;
+        let kinds = self.read();
+        let (_, store) = kinds.get(&kind).ok_or(Unavailable(kind))?;
         Ok(store
             .state()
             .into_iter()
@@ -196,9 +213,23 @@ pub fn trim(o: &mut DynamicObject) {
         .remove("kubectl.kubernetes.io/last-applied-configuration");
 }
 
+/// What a reflector's events are reported to.
+#[derive(Clone)]
+struct Sinks {
+    index: Arc<Mutex<DepIndex>>,
+    changed: mpsc::Sender<Target>,
+    ingresses: Option<mpsc::UnboundedSender<(String, String)>>,
+}
+
+/// How often kinds the cluster did not serve are looked for again (a
+/// Gateway API or Istio CRD installed after start).
+const REDISCOVER: Duration = Duration::from_secs(60);
+
 /// Starts a reflector for every kind the cluster serves (the first served
 /// candidate version of each). A change of a cached object sends the Gslbs
 /// that depend on it to `changed`; a re-list sends every indexed Gslb.
+/// Kinds not served yet are looked for again every minute; when one
+/// appears, every Gslb is reconciled (those that referenced it failed).
 pub async fn start(
     client: &Client,
     index: Arc<Mutex<DepIndex>>,
@@ -206,100 +237,161 @@ pub async fn start(
     ingresses: Option<mpsc::UnboundedSender<(String, String)>>,
     cancel: &CancellationToken,
 ) -> Result<Stores, kube::Error> {
-    let mut stores = Stores::default();
+    let stores = Stores::default();
+    let sinks = Sinks {
+        index,
+        changed,
+        ingresses,
+    };
+    // discover everything before starting anything: a failure here is
+    // retried by the caller without leaving reflectors behind
+    let mut found = Vec::new();
     for kind in SourceKind::ALL {
-        let mut chosen = None;
-        for ar in kind.candidates() {
-            if is_served(client, &ar).await? {
-                chosen = Some(ar);
-                break;
+        found.push((kind, discover(client, kind).await?));
+    }
+    let mut missing = Vec::new();
+    for (kind, ar) in found {
+        match ar {
+            Some(ar) => spawn_reflector(client, kind, ar, &stores, &sinks, cancel),
+            None => {
+                if kind.optional() {
+                    tracing::info!(
+                        kind = kind.name(),
+                        "not served (or not permitted); Gslbs cannot reference it until it is"
+                    );
+                } else {
+                    tracing::warn!(kind = kind.name(), "not served by this cluster");
+                }
+                missing.push(kind);
             }
         }
-        let Some(ar) = chosen else {
-            if kind.optional() {
-                tracing::info!(
-                    kind = kind.name(),
-                    "not served by this cluster; Gslbs cannot reference it"
-                );
-            } else {
-                tracing::warn!(kind = kind.name(), "not served by this cluster");
+    }
+    if !missing.is_empty() {
+        let (client, stores, cancel) = (client.clone(), stores.clone(), cancel.clone());
+        tokio::spawn(async move {
+            while !missing.is_empty() {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tokio::time::sleep(REDISCOVER) => {}
+                }
+                let mut found = false;
+                for kind in std::mem::take(&mut missing) {
+                    match discover(&client, kind).await {
+                        Ok(Some(ar)) => {
+                            tracing::info!(kind = kind.name(), version = %ar.api_version, "now served; watching it");
+                            spawn_reflector(&client, kind, ar, &stores, &sinks, &cancel);
+                            found = true;
+                        }
+                        _ => missing.push(kind),
+                    }
+                }
+                if found {
+                    let all: Vec<Target> = lock(&sinks.index).targets().cloned().collect();
+                    for t in all {
+                        let _ = sinks.changed.send(t).await;
+                    }
+                }
             }
+        });
+    }
+    Ok(stores)
+}
+
+/// The version of `kind` to watch: the first candidate the cluster serves
+/// and the service account may list.
+async fn discover(client: &Client, kind: SourceKind) -> Result<Option<ApiResource>, kube::Error> {
+    for ar in kind.candidates() {
+        if !is_served(client, &ar).await? {
             continue;
-        };
+        }
         // served but not permitted (the chart grants Gateway API and Istio
         // only when enabled): skip it instead of retrying a 403 forever
         let probe: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        match probe
+        return match probe
             .list_metadata(&kube::api::ListParams::default().limit(1))
             .await
         {
             Err(kube::Error::Api(s)) if s.code == 403 => {
                 tracing::warn!(
                     kind = kind.name(),
-                    "no RBAC permission to list it; Gslbs cannot reference it (chart: gatewayapi.enabled / istio.enabled)"
+                    "no RBAC permission to list it (chart: gatewayapi.enabled / istio.enabled)"
                 );
-                continue;
+                Ok(None)
             }
-            _ => {}
-        }
-        let writer = reflector::store::Writer::new(ar.clone());
-        let store = writer.as_reader();
-        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
-        let stream = watcher(api, watcher::Config::default())
-            .default_backoff()
-            .modify(trim)
-            .reflect(writer);
-        let index = index.clone();
-        let changed = changed.clone();
-        let cancel = cancel.clone();
-        // every Ingress change also goes to the annotation handler (§5.3)
-        let hook = if kind == SourceKind::Ingress {
-            ingresses.clone()
-        } else {
-            None
+            _ => Ok(Some(ar)),
         };
-        let reader = store.clone();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                let ev = tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    ev = stream.next() => ev,
-                };
-                let targets: BTreeSet<Target> = match ev {
-                    None => return,
-                    Some(Err(e)) => {
-                        tracing::warn!(kind = kind.name(), "watch failed, retrying: {e}");
-                        continue;
+    }
+    Ok(None)
+}
+
+/// Starts the trimmed reflector of one kind and adds its cache to `stores`.
+fn spawn_reflector(
+    client: &Client,
+    kind: SourceKind,
+    ar: ApiResource,
+    stores: &Stores,
+    sinks: &Sinks,
+    cancel: &CancellationToken,
+) {
+    let writer = reflector::store::Writer::new(ar.clone());
+    let store = writer.as_reader();
+    let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .modify(trim)
+        .reflect(writer);
+    let Sinks {
+        index,
+        changed,
+        ingresses,
+    } = sinks.clone();
+    let cancel = cancel.clone();
+    // every Ingress change also goes to the annotation handler (§5.3)
+    let hook = if kind == SourceKind::Ingress {
+        ingresses
+    } else {
+        None
+    };
+    let reader = store.clone();
+    tokio::spawn(async move {
+        let mut stream = std::pin::pin!(stream);
+        loop {
+            let ev = tokio::select! {
+                _ = cancel.cancelled() => return,
+                ev = stream.next() => ev,
+            };
+            let targets: BTreeSet<Target> = match ev {
+                None => return,
+                Some(Err(e)) => {
+                    tracing::warn!(kind = kind.name(), "watch failed, retrying: {e}");
+                    continue;
+                }
+                Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
+                    if let Some(h) = &hook {
+                        let _ = h.send((o.namespace().unwrap_or_default(), o.name_any()));
                     }
-                    Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
-                        if let Some(h) = &hook {
+                    lock(&index).affected(kind, &o)
+                }
+                Some(Ok(watcher::Event::Delete(o))) => lock(&index).affected(kind, &o),
+                // after a (re-)list anything may have changed
+                Some(Ok(watcher::Event::InitDone)) => {
+                    if let Some(h) = &hook {
+                        for o in reader.state() {
                             let _ = h.send((o.namespace().unwrap_or_default(), o.name_any()));
                         }
-                        lock(&index).affected(kind, &o)
                     }
-                    Some(Ok(watcher::Event::Delete(o))) => lock(&index).affected(kind, &o),
-                    // after a (re-)list anything may have changed
-                    Some(Ok(watcher::Event::InitDone)) => {
-                        if let Some(h) = &hook {
-                            for o in reader.state() {
-                                let _ = h.send((o.namespace().unwrap_or_default(), o.name_any()));
-                            }
-                        }
-                        lock(&index).targets().cloned().collect()
-                    }
-                    Some(Ok(_)) => continue,
-                };
-                for t in targets {
-                    if changed.send(t).await.is_err() {
-                        return;
-                    }
+                    lock(&index).targets().cloned().collect()
+                }
+                Some(Ok(_)) => continue,
+            };
+            for t in targets {
+                if changed.send(t).await.is_err() {
+                    return;
                 }
             }
-        });
-        stores.kinds.insert(kind, (ar, store));
-    }
-    Ok(stores)
+        }
+    });
+    stores.insert(kind, ar, store);
 }
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
