@@ -108,6 +108,14 @@ type KindMap = BTreeMap<SourceKind, (ApiResource, Store<DynamicObject>)>;
 #[derive(Clone, Default)]
 pub struct Stores {
     kinds: Arc<std::sync::RwLock<KindMap>>,
+    /// (namespace, service) → names of its EndpointSlices. Entries may be
+    /// stale (a label changed); lookups check the label on the cached object.
+    slices: Arc<Mutex<HashMap<(String, String), BTreeSet<String>>>>,
+}
+
+fn service_of(o: &DynamicObject) -> Option<(String, String)> {
+    let svc = o.labels().get("kubernetes.io/service-name")?;
+    Some((o.namespace().unwrap_or_default(), svc.clone()))
 }
 
 impl Stores {
@@ -120,6 +128,37 @@ impl Stores {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(kind, (ar, store));
+    }
+
+    /// Rebuilds the EndpointSlice index from the cache (after a list).
+    fn rebuild_slice_index(&self) {
+        let Some(store) = self
+            .read()
+            .get(&SourceKind::EndpointSlice)
+            .map(|(_, s)| s.clone())
+        else {
+            return;
+        };
+        let mut index: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+        for o in store.state() {
+            if let Some(key) = service_of(&o) {
+                index.entry(key).or_default().insert(o.name_any());
+            }
+        }
+        *lock(&self.slices) = index;
+    }
+
+    fn index_slice(&self, o: &DynamicObject, present: bool) {
+        let Some(key) = service_of(o) else { return };
+        let mut index = lock(&self.slices);
+        if present {
+            index.entry(key).or_default().insert(o.name_any());
+        } else if let Some(set) = index.get_mut(&key) {
+            set.remove(&o.name_any());
+            if set.is_empty() {
+                index.remove(&key);
+            }
+        }
     }
 
     pub fn served(&self, kind: SourceKind) -> Option<ApiResource> {
@@ -160,6 +199,7 @@ impl Stores {
                 stores.insert(kind, ar, w.as_reader());
             }
         }
+        stores.rebuild_slice_index();
         stores
     }
 }
@@ -175,6 +215,26 @@ impl Lookup for Stores {
         let (ar, store) = kinds.get(&kind).ok_or(Unavailable(kind))?;
         // every source kind is namespaced
         Ok(store.get(&ObjectRef::new_with(name, ar.clone()).within(namespace)))
+    }
+
+    fn endpoint_slices(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Result<Vec<Arc<DynamicObject>>, Unavailable> {
+        let names: Vec<String> = lock(&self.slices)
+            .get(&(namespace.to_owned(), service.to_owned()))
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for name in names {
+            if let Some(o) = self.get(SourceKind::EndpointSlice, namespace, &name)?
+                && service_of(&o).is_some_and(|(_, s)| s == service)
+            {
+                out.push(o);
+            }
+        }
+        Ok(out)
     }
 
     fn list(
@@ -353,6 +413,7 @@ fn spawn_reflector(
         None
     };
     let reader = store.clone();
+    let slices = (kind == SourceKind::EndpointSlice).then(|| stores.clone());
     tokio::spawn(async move {
         let mut stream = std::pin::pin!(stream);
         loop {
@@ -367,14 +428,25 @@ fn spawn_reflector(
                     continue;
                 }
                 Some(Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o))) => {
+                    if let Some(st) = &slices {
+                        st.index_slice(&o, true);
+                    }
                     if let Some(h) = &hook {
                         let _ = h.send((o.namespace().unwrap_or_default(), o.name_any()));
                     }
                     lock(&index).affected(kind, &o)
                 }
-                Some(Ok(watcher::Event::Delete(o))) => lock(&index).affected(kind, &o),
+                Some(Ok(watcher::Event::Delete(o))) => {
+                    if let Some(st) = &slices {
+                        st.index_slice(&o, false);
+                    }
+                    lock(&index).affected(kind, &o)
+                }
                 // after a (re-)list anything may have changed
                 Some(Ok(watcher::Event::InitDone)) => {
+                    if let Some(st) = &slices {
+                        st.rebuild_slice_index();
+                    }
                     if let Some(h) = &hook {
                         for o in reader.state() {
                             let _ = h.send((o.namespace().unwrap_or_default(), o.name_any()));
@@ -396,4 +468,45 @@ fn spawn_reflector(
 
 pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn slice(name: &str, ns: &str, service: &str) -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": name, "namespace": ns, "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn endpoint_slices_by_service_through_the_index() {
+        let stores = Stores::from_objects([
+            (SourceKind::EndpointSlice, slice("web-1", "demo", "web")),
+            (SourceKind::EndpointSlice, slice("web-2", "demo", "web")),
+            (SourceKind::EndpointSlice, slice("web-x", "other", "web")),
+            (SourceKind::EndpointSlice, slice("api-1", "demo", "api")),
+        ]);
+        let names = |ns: &str, svc: &str| -> Vec<String> {
+            let mut v: Vec<String> = stores
+                .endpoint_slices(ns, svc)
+                .unwrap()
+                .iter()
+                .map(|o| o.name_any())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names("demo", "web"), ["web-1", "web-2"]);
+        assert_eq!(names("other", "web"), ["web-x"]);
+        assert!(names("demo", "nope").is_empty());
+        // a removed slice leaves the index
+        stores.index_slice(&slice("web-2", "demo", "web"), false);
+        assert_eq!(names("demo", "web"), ["web-1"]);
+    }
 }

@@ -1,7 +1,7 @@
 //! Service health from EndpointSlices (upstream §3).
 
 use super::view::{self, parse};
-use super::{LABEL_SERVICE_NAME, Lookup, ServiceKey, SourceKind};
+use super::{Lookup, ServiceKey, SourceKind};
 use crate::core::health::{Health, Policy, ServiceHealth, combine};
 
 /// Health of one Service: `Missing` if there is no Service object; `Healthy`
@@ -15,17 +15,10 @@ pub fn service_health(lookup: &dyn Lookup, svc: &ServiceKey) -> ServiceHealth {
         Ok(None) | Err(_) => return ServiceHealth::Missing,
     }
     let slices = lookup
-        .list(SourceKind::EndpointSlice, Some(&svc.namespace))
+        .endpoint_slices(&svc.namespace, &svc.name)
         .unwrap_or_default();
     let ready = slices
         .iter()
-        .filter(|s| {
-            s.metadata
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(LABEL_SERVICE_NAME))
-                .is_some_and(|n| *n == svc.name)
-        })
         .filter_map(|s| parse::<view::EndpointSlice>(SourceKind::EndpointSlice, s).ok())
         .flat_map(|s| s.endpoints.unwrap_or_default())
         .any(|e| {

@@ -176,6 +176,27 @@ pub trait Lookup {
     /// Every object of `kind` in `namespace` (None: all namespaces).
     fn list(&self, kind: SourceKind, namespace: Option<&str>)
     -> Result<Vec<Arc<DynamicObject>>, Unavailable>;
+
+    /// The EndpointSlices labelled `kubernetes.io/service-name=<service>` in
+    /// `namespace`. The default filters `list`; caches override it with an
+    /// index (health is checked for every host on every reconcile).
+    fn endpoint_slices(
+        &self,
+        namespace: &str,
+        service: &str,
+    ) -> Result<Vec<Arc<DynamicObject>>, Unavailable> {
+        Ok(self
+            .list(SourceKind::EndpointSlice, Some(namespace))?
+            .into_iter()
+            .filter(|s| {
+                s.metadata
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(LABEL_SERVICE_NAME))
+                    .is_some_and(|n| n == service)
+            })
+            .collect())
+    }
 }
 
 /// Something the resolution read; a change to it must trigger a new
