@@ -102,6 +102,8 @@ impl DepIndex {
 }
 
 type KindMap = BTreeMap<SourceKind, (ApiResource, Store<DynamicObject>)>;
+/// (namespace, service) → names of its EndpointSlices.
+type SliceIndex = HashMap<(String, String), BTreeSet<String>>;
 
 /// The reflector stores of every served kind. Shared: a kind whose CRD is
 /// installed after start joins (see [`start`]).
@@ -110,7 +112,7 @@ pub struct Stores {
     kinds: Arc<std::sync::RwLock<KindMap>>,
     /// (namespace, service) → names of its EndpointSlices. Entries may be
     /// stale (a label changed); lookups check the label on the cached object.
-    slices: Arc<Mutex<HashMap<(String, String), BTreeSet<String>>>>,
+    slices: Arc<Mutex<SliceIndex>>,
 }
 
 fn service_of(o: &DynamicObject) -> Option<(String, String)> {
@@ -139,7 +141,7 @@ impl Stores {
         else {
             return;
         };
-        let mut index: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+        let mut index = SliceIndex::new();
         for o in store.state() {
             if let Some(key) = service_of(&o) {
                 index.entry(key).or_default().insert(o.name_any());
