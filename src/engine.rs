@@ -271,7 +271,13 @@ pub struct Engine {
     answers_changed: Option<mpsc::Sender<String>>,
     /// Live peers and the address each answered on.
     live_peers: Option<tokio::sync::watch::Sender<BTreeMap<GeoTag, Vec<IpAddr>>>>,
+    /// Every host served now, whatever its source (config file, Kubernetes,
+    /// legacy Gslbs): the peer manager asks peers about exactly these.
+    served_hosts: tokio::sync::watch::Sender<ServedHosts>,
 }
+
+/// The set of hosts the engine serves, as published to the peer manager.
+pub type ServedHosts = Arc<BTreeSet<String>>;
 
 impl Engine {
     pub fn new(
@@ -295,6 +301,7 @@ impl Engine {
             kube_reports: BTreeMap::new(),
             answers_changed: None,
             live_peers: None,
+            served_hosts: tokio::sync::watch::Sender::new(Arc::new(BTreeSet::new())),
         };
         e.reconcile_probes();
         // publish before any listener starts, so no query sees an empty snapshot
@@ -317,6 +324,12 @@ impl Engine {
     ) -> Engine {
         self.live_peers = Some(tx);
         self
+    }
+
+    /// Follows the set of served hosts: a new receiver sees the current set
+    /// at once, then every change.
+    pub fn served_hosts(&self) -> tokio::sync::watch::Receiver<ServedHosts> {
+        self.served_hosts.subscribe()
     }
 
     fn reconcile_probes(&mut self) {
@@ -467,6 +480,14 @@ impl Engine {
         self.out.metrics.report_gslbs(&c.reports);
         self.out.ready.store(true, Ordering::Release);
         self.notify_changes(&c);
+        let hosts: BTreeSet<String> = c.hosts.iter().map(|h| h.host.clone()).collect();
+        self.served_hosts.send_if_modified(|cur| {
+            if **cur == hosts {
+                return false;
+            }
+            *cur = Arc::new(hosts);
+            true
+        });
         self.report_kube(&c);
         if let Some(tx) = &self.live_peers {
             let live: BTreeMap<GeoTag, Vec<IpAddr>> = self

@@ -189,6 +189,7 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
     )
     .with_answer_changes(answers_tx)
     .with_live_peers(live_peers_tx);
+    let served_hosts = engine.served_hosts();
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(engine.run(rx, cancel.clone()));
     {
@@ -211,6 +212,7 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
     tasks.spawn(crate::peer::run(
         crate::peer::Channels {
             config: cfg_rx,
+            hosts: served_hosts,
             notify_in: notify_in_rx,
             notify_out: notify_out_rx,
             events: tx.clone(),

@@ -7,87 +7,18 @@ mod common;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{dig, dig_short, eventually, require, start_file};
+use common::bind::{Bind, SECRET};
+use common::{dig, dig_short, eventually, http_get, require, start_file};
 
-const SECRET: &str = "ZWRnZS1rZXktc2VjcmV0LWZvci1rOGdiLXRlc3RzLTMyYg==";
 const WRONG: &str = "d3Jvbmcta2V5LXNlY3JldC1mb3ItazhnYi10ZXN0cy0zMg==";
 const TAGS: [&str; 3] = ["eu", "us", "ap"];
 
-struct Bind {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Bind {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `named` for example.com on `ip`:5399, updates allowed with the test key.
-/// (named listens only on addresses of configured interfaces: use 127.0.0.1.)
+/// The edge on `ip`:5399.
 fn bind(dir: &Path, ip: &str) -> Bind {
-    require("named", "bind9");
-    require("dig", "bind9-dnsutils");
-    let d = dir.display();
-    std::fs::write(
-        dir.join("example.com.db"),
-        format!(
-            "$TTL 30\n@ IN SOA ns1.example.com. hostmaster.example.com. 1 7200 1800 86400 30\n\
-             @ IN NS ns1.example.com.\nns1 IN A {ip}\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("named.conf"),
-        format!(
-            r#"options {{
-    directory "{d}";
-    listen-on port 5399 {{ {ip}; }};
-    listen-on-v6 {{ none; }};
-    recursion no;
-    allow-query {{ any; }};
-    pid-file "{d}/named.pid";
-    session-keyfile "{d}/session.key";
-    managed-keys-directory "{d}";
-    dnssec-validation no;
-}};
-controls {{ }};
-key "k8gb-edge" {{ algorithm hmac-sha256; secret "{SECRET}"; }};
-zone "example.com" {{
-    type primary;
-    file "{d}/example.com.db";
-    update-policy {{ grant k8gb-edge zonesub ANY; }};
-}};
-"#
-        ),
-    )
-    .unwrap();
-    // named drops to the bind user: it must be able to write its journal here
-    let _ = Command::new("chown").args(["-R", "bind:bind"]).arg(dir).status();
-    let _ = Command::new("chmod").args(["755"]).arg(dir).status();
-    let child = Command::new("named")
-        .args(["-g", "-u", "bind", "-c"])
-        .arg(dir.join("named.conf"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start named");
-    let addr: SocketAddr = format!("{ip}:5399").parse().unwrap();
-    let b = Bind { child, addr };
-    assert!(
-        eventually(Duration::from_secs(15), || !dig_short(
-            addr,
-            &["example.com", "SOA"]
-        )
-        .is_empty()),
-        "named did not start"
-    );
-    b
+    common::bind::start(dir, ip, 5399, "")
 }
 
 fn cluster(net: u8, i: usize, edge: SocketAddr, secret_file: &Path, finalize: bool) -> String {
@@ -263,14 +194,4 @@ fn clusters_delegate_withdraw_and_a_wrong_key_changes_nothing() {
     );
     assert!(dig_short(edge.addr, &["gslb-ns-ap-cloud.example.com", "A"]).is_empty());
     drop((eu, us, bad));
-}
-
-fn http_get(admin: SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut t = std::net::TcpStream::connect(admin).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(t, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut s = String::new();
-    let _ = t.read_to_string(&mut s);
-    s
 }

@@ -6,7 +6,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use common::{dig, dig_short, eventually, start};
+use common::{dig, dig_short, eventually, http_get, start};
 use hickory_net::client::{Client, ClientHandle};
 use hickory_net::runtime::TokioRuntimeProvider;
 use hickory_net::tcp::TcpClientStream;
@@ -320,20 +320,6 @@ fn sigterm_stops_within_the_grace_period() {
     );
     assert!(status.unwrap().success(), "{}", s.log_text());
     assert!(s.log_text().contains("\"stopped\""), "{}", s.log_text());
-}
-
-fn http_get(addr: SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut t = std::net::TcpStream::connect(addr).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        t,
-        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut out = String::new();
-    let _ = t.read_to_string(&mut out);
-    out
 }
 
 #[test]

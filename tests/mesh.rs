@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Server, dig, dig_short, eventually, start_file};
+use common::{Server, dig, dig_short, eventually, http_get, start_file};
 
 const TAGS: [&str; 3] = ["eu", "us", "ap"];
 const WAIT: Duration = Duration::from_secs(15);
@@ -237,16 +237,6 @@ fn push_converges_without_waiting_for_a_poll() {
         metrics.contains("k8gb_notify_sent_total{result=\"acknowledged\"}"),
         "{metrics}"
     );
-}
-
-fn http_get(admin: SocketAddr, path: &str) -> String {
-    use std::io::{Read, Write};
-    let mut t = std::net::TcpStream::connect(admin).unwrap();
-    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(t, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
-    let mut s = String::new();
-    let _ = t.read_to_string(&mut s);
-    s
 }
 
 #[test]

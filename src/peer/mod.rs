@@ -5,9 +5,14 @@
 //! One task per peer:
 //! - a heartbeat (an SOA query every `PEER_HEARTBEAT_SECONDS`) tells whether
 //!   the peer answers, and its serial tells when its data changed;
-//! - a sync (A and AAAA of `localtargets-<host>` for every host) runs when
-//!   the peer notifies us, when its serial changes, when the peer comes
+//! - a sync (A and AAAA of `localtargets-<host>` for every served host) runs
+//!   when the peer notifies us, when its serial changes, when the peer comes
 //!   back, and every `RECONCILE_REQUEUE_SECONDS` as a safety net;
+//! - the hosts asked are the ones the engine publishes as served, whatever
+//!   their source (config file, Kubernetes, legacy Gslbs): a host that
+//!   appears is asked of every live peer at once, a host that goes is
+//!   forgotten, and a host whose query failed is asked again at the next
+//!   heartbeat;
 //! - after `PEER_GRACE_ATTEMPTS` failed checks in a row the peer's targets
 //!   leave the answers; a single lost packet is absorbed by retries and by
 //!   the grace, so it changes nothing.
@@ -33,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::{Config, Peer, PeerTransport};
 use crate::core::names::{self, GeoTag};
 use crate::dns::server::{NotifyIn, PeerAuth};
-use crate::engine::Event;
+use crate::engine::{Event, ServedHosts};
 use crate::metrics::Metrics;
 use client::{Endpoint, ExchangeError, PeerClient};
 
@@ -104,17 +109,13 @@ fn static_endpoint(cfg: &Config, p: &Peer) -> Option<Endpoint> {
     })
 }
 
-/// Every host this cluster serves, sorted.
-fn hosts(cfg: &Config) -> Vec<String> {
-    let set: BTreeSet<String> = cfg.gslbs.iter().flat_map(|g| g.hosts.iter().cloned()).collect();
-    set.into_iter().collect()
-}
-
 /// Runs the peer tasks until `cancel`; reconciles them when the config changes.
 /// The channels the peer manager works with.
 pub struct Channels {
-    /// The current configuration (peers, hosts, zones).
+    /// The current configuration (peers, zones, exchange settings).
     pub config: watch::Receiver<Arc<Config>>,
+    /// The hosts the engine serves now (what peers are asked about).
+    pub hosts: watch::Receiver<ServedHosts>,
     /// NOTIFY accepted by the DNS server.
     pub notify_in: mpsc::Receiver<NotifyIn>,
     /// Zones whose local targets changed (from the engine).
@@ -132,6 +133,7 @@ pub async fn run(
 ) {
     let Channels {
         config: mut cfg_rx,
+        hosts: hosts_rx,
         mut notify_in,
         mut notify_out,
         events,
@@ -146,7 +148,7 @@ pub async fn run(
     });
     let mut tasks: BTreeMap<GeoTag, (CancellationToken, mpsc::Sender<()>)> = BTreeMap::new();
     let mut cfg = cfg_rx.borrow().clone();
-    reconcile(&cfg, &cfg_rx, &mut tasks, &ctx, &cancel);
+    reconcile(&cfg, &cfg_rx, &hosts_rx, &mut tasks, &ctx, &cancel);
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
@@ -155,7 +157,7 @@ pub async fn run(
                     break;
                 }
                 cfg = cfg_rx.borrow().clone();
-                reconcile(&cfg, &cfg_rx, &mut tasks, &ctx, &cancel);
+                reconcile(&cfg, &cfg_rx, &hosts_rx, &mut tasks, &ctx, &cancel);
             }
             Some(n) = notify_in.recv() => {
                 let targets: Vec<&GeoTag> = match &n.peer {
@@ -184,6 +186,7 @@ pub async fn run(
 fn reconcile(
     cfg: &Arc<Config>,
     cfg_rx: &watch::Receiver<Arc<Config>>,
+    hosts_rx: &watch::Receiver<ServedHosts>,
     tasks: &mut BTreeMap<GeoTag, (CancellationToken, mpsc::Sender<()>)>,
     ctx: &Arc<Ctx>,
     cancel: &CancellationToken,
@@ -207,6 +210,7 @@ fn reconcile(
         tokio::spawn(peer_task(
             p.geo_tag.clone(),
             cfg_rx.clone(),
+            hosts_rx.clone(),
             poke_rx,
             ctx.clone(),
             token,
@@ -257,6 +261,8 @@ struct PeerState {
     up: bool,
     failures: u32,
     targets: BTreeMap<String, Vec<IpAddr>>,
+    /// Served hosts not yet asked of this peer, or whose last query failed.
+    pending: BTreeSet<String>,
     /// The serial seen at the last heartbeat before a successful sync.
     synced_serial: Option<u64>,
     last_serial: Option<u64>,
@@ -267,6 +273,7 @@ struct PeerState {
 async fn peer_task(
     tag: GeoTag,
     mut cfg_rx: watch::Receiver<Arc<Config>>,
+    mut hosts_rx: watch::Receiver<ServedHosts>,
     mut poke: mpsc::Receiver<()>,
     ctx: Arc<Ctx>,
     cancel: CancellationToken,
@@ -279,6 +286,7 @@ async fn peer_task(
         up: false,
         failures: 0,
         targets: BTreeMap::new(),
+        pending: BTreeSet::new(),
         synced_serial: None,
         last_serial: None,
         warned_refused: false,
@@ -297,14 +305,32 @@ async fn peer_task(
         ctx.set_endpoint(&tag, static_endpoint(&cfg, &p));
     }
     ctx.metrics.peer_up(tag.as_str(), false);
+    let mut hosts: ServedHosts = hosts_rx.borrow_and_update().clone();
     loop {
         // `sync`: the peer just showed it answers (heartbeat, discovery, its
         // NOTIFY): sync even if it is out of the answers. `sync_if_up`: config, safety net:
         // only for a peer that is up, so a dead peer costs one check per period.
+        // `sync_pending`: ask a live peer only the hosts in `state.pending`.
         let mut sync = false;
         let mut sync_if_up = false;
+        let mut sync_pending = false;
         tokio::select! {
             _ = cancel.cancelled() => break,
+            changed = hosts_rx.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                let new = hosts_rx.borrow_and_update().clone();
+                state.pending.extend(new.difference(&hosts).cloned());
+                state.pending.retain(|h| new.contains(h));
+                let before = state.targets.len();
+                state.targets.retain(|h, _| new.contains(h));
+                hosts = new;
+                if state.targets.len() != before && state.up {
+                    publish(&tag, &ctx, &state).await;
+                }
+                sync_pending = !state.pending.is_empty();
+            }
             changed = cfg_rx.changed() => {
                 if changed.is_err() {
                     break;
@@ -344,11 +370,21 @@ async fn peer_task(
                         state.failures = 0;
                         state.warned_auth = false;
                         state.last_serial = serial;
-                        if !state.up || serial != state.synced_serial {
+                        if !state.up && hosts.is_empty() {
+                            // liveness comes from the heartbeat: with no host
+                            // to ask, the peer is up (its NS and glue count)
+                            // but no sync is claimed
+                            state.synced_serial = serial;
+                            mark_up(&tag, &cfg, &ctx, &mut state, 0).await;
+                        } else if !state.up || serial != state.synced_serial {
                             sync = true;
                         }
+                        sync_pending = !state.pending.is_empty();
                     }
                     Err(e) => {
+                        // a peer that does not answer its heartbeat is not
+                        // asked for its targets in the same breath
+                        sync = false;
                         if matches!(e, ExchangeError::Tls(_) | ExchangeError::Tsig(_)) && !state.warned_auth {
                             // misconfiguration, not an outage: say so once, loudly
                             state.warned_auth = true;
@@ -360,16 +396,27 @@ async fn peer_task(
             }
             _ = resync.tick() => sync_if_up = true,
         }
-        if (sync || (sync_if_up && state.up)) && ctx.endpoint(&tag).is_some() {
+        let full = sync || (sync_if_up && state.up);
+        let partial = !full && sync_pending && state.up;
+        if (full || partial) && ctx.endpoint(&tag).is_some() {
             // bounded, and cancellable: a peer that stops answering mid-sync
             // must not hold up the heartbeat or shutdown for long
             let limit =
                 (cfg.peer_exchange.heartbeat * cfg.peer_exchange.grace_attempts).max(Duration::from_secs(5));
+            let ask: Vec<String> = if full {
+                hosts.iter().cloned().collect()
+            } else {
+                state.pending.iter().cloned().collect()
+            };
+            let job = do_sync(&tag, &cfg, &ctx, &mut client, &mut state, &hosts, &ask, full);
             tokio::select! {
                 _ = cancel.cancelled() => break,
-                r = tokio::time::timeout(limit, do_sync(&tag, &cfg, &ctx, &mut client, &mut state)) => {
+                r = tokio::time::timeout(limit, job) => {
                     if r.is_err() {
-                        fail(&tag, &cfg, &ctx, &mut state, &format!("sync did not finish within {limit:?}")).await;
+                        state.pending.extend(ask);
+                        if full {
+                            fail(&tag, &cfg, &ctx, &mut state, &format!("sync did not finish within {limit:?}")).await;
+                        }
                     }
                 }
             }
@@ -470,14 +517,42 @@ pub fn addresses(m: &Message) -> Vec<IpAddr> {
         .collect()
 }
 
-/// Queries every host's `localtargets-` A and AAAA. A host whose queries
-/// fail keeps its previous targets; if everything fails, it counts as a
-/// failed check.
-async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, client: &mut PeerClient, state: &mut PeerState) {
+/// Sends the peer's current view to the engine.
+async fn publish(tag: &GeoTag, ctx: &Ctx, state: &PeerState) {
+    let address = ctx.endpoint(tag).map(|ep| ep.dns.ip());
+    let _ = ctx
+        .events
+        .send(Event::Peer(PeerUpdate {
+            geo_tag: tag.clone(),
+            generation: state.generation,
+            up: true,
+            targets: state.targets.clone(),
+            address,
+        }))
+        .await;
+}
+
+/// Queries the `localtargets-` A and AAAA of every host in `ask`. A full
+/// sync (`full`: `ask` is every served host in `served`) also forgets hosts
+/// no longer served, brings a peer that was out back into the answers, and
+/// counts as a failed check when every query fails. A host whose query
+/// fails keeps its previous targets and stays pending, to be asked again.
+/// Asking nothing proves nothing: a full sync of no host is neither a
+/// successful sync nor a reason to log that the peer's targets are in.
+#[allow(clippy::too_many_arguments)]
+async fn do_sync(
+    tag: &GeoTag,
+    cfg: &Config,
+    ctx: &Arc<Ctx>,
+    client: &mut PeerClient,
+    state: &mut PeerState,
+    served: &BTreeSet<String>,
+    ask: &[String],
+    full: bool,
+) {
     let Some(ep) = ctx.endpoint(tag) else { return };
-    let hosts = hosts(cfg);
     let mut queries = Vec::new();
-    for h in &hosts {
+    for h in ask {
         let Ok(lt) = names::localtargets_name(h) else {
             continue;
         };
@@ -488,7 +563,7 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, client: &mut PeerCl
     }
     let mut results: Vec<(String, Result<Vec<IpAddr>, ExchangeError>)> = Vec::new();
     let mut refused = false;
-    let mut ask = |m: Result<Message, ExchangeError>| -> Result<Vec<IpAddr>, ExchangeError> {
+    let mut ask_one = |m: Result<Message, ExchangeError>| -> Result<Vec<IpAddr>, ExchangeError> {
         let m = m?;
         // upstream: NXDOMAIN, NODATA, SERVFAIL and REFUSED all mean "no targets"
         if matches!(
@@ -505,7 +580,7 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, client: &mut PeerCl
             for (host, name) in &queries {
                 let a = client.query(&ep, name, RecordType::A, true).await;
                 let aaaa = client.query(&ep, name, RecordType::AAAA, true).await;
-                let merged = match (ask(a), ask(aaaa)) {
+                let merged = match (ask_one(a), ask_one(aaaa)) {
                     (Ok(mut x), Ok(y)) => {
                         x.extend(y);
                         Ok(x)
@@ -531,7 +606,7 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, client: &mut PeerCl
                 .collect()
                 .await;
             for (host, a, aaaa) in raw {
-                let merged = match (ask(a), ask(aaaa)) {
+                let merged = match (ask_one(a), ask_one(aaaa)) {
                     (Ok(mut x), Ok(y)) => {
                         x.extend(y);
                         Ok(x)
@@ -548,6 +623,7 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, client: &mut PeerCl
     }
     if !results.is_empty() && results.iter().all(|(_, r)| r.is_err()) {
         ctx.metrics.peer_sync(tag.as_str(), false);
+        state.pending.extend(results.iter().map(|(h, _)| h.clone()));
         let why = results
             .iter()
             .find_map(|(_, r)| r.as_ref().err())
@@ -559,92 +635,118 @@ async fn do_sync(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, client: &mut PeerCl
         ) {
             tracing::warn!(peer = %tag, "peer exchange refused: {why}");
         }
-        fail(tag, cfg, ctx, state, &why).await;
+        if full {
+            fail(tag, cfg, ctx, state, &why).await;
+        } else {
+            tracing::debug!(peer = %tag, hosts = results.len(), "queries for new hosts failed, asking again at the next heartbeat: {why}");
+        }
         return;
     }
     let mut targets = state.targets.clone();
-    targets.retain(|h, _| hosts.contains(h));
+    if full {
+        targets.retain(|h, _| served.contains(h));
+    }
+    let asked = results.len();
     for (host, r) in results {
         match r {
             Ok(mut ips) => {
                 ips.sort();
                 ips.dedup();
+                state.pending.remove(&host);
                 targets.insert(host, ips);
             }
-            Err(e) => tracing::debug!(peer = %tag, host, "query failed, keeping the last answer: {e}"),
+            Err(e) => {
+                tracing::debug!(peer = %tag, host, "query failed, keeping the last answer and asking again: {e}");
+                state.pending.insert(host);
+            }
         }
+    }
+    if asked == 0 {
+        // nothing was asked, so nothing was learnt about the peer
+        if state.up && targets != state.targets {
+            state.targets = targets;
+            publish(tag, ctx, state).await;
+        }
+        return;
     }
     ctx.metrics.peer_sync(tag.as_str(), true);
-    state.failures = 0;
-    state.synced_serial = state.last_serial;
-    let changed = !state.up || targets != state.targets;
-    if !state.up {
-        tracing::info!(peer = %tag, "peer is in the answers");
-        ctx.metrics.peer_up(tag.as_str(), true);
-        // tell a peer that just (re)appeared to sync with us: whichever of us
-        // started first, both then hold each other's targets without a poll
-        if cfg.peer_exchange.notify {
-            let zones = cfg.zones.iter().map(|z| z.name.clone()).collect();
-            send_notifies(cfg, ctx, zones, Some(tag));
-        }
+    if full {
+        state.failures = 0;
+        state.synced_serial = state.last_serial;
     }
-    state.up = true;
+    let changed = targets != state.targets;
     state.targets = targets;
-    if changed {
-        let _ = ctx
-            .events
-            .send(Event::Peer(PeerUpdate {
-                geo_tag: tag.clone(),
-                generation: state.generation,
-                up: true,
-                targets: state.targets.clone(),
-                address: Some(ep.dns.ip()),
-            }))
-            .await;
+    if !state.up {
+        mark_up(tag, cfg, ctx, state, asked).await;
+    } else if changed {
+        publish(tag, ctx, state).await;
     }
 }
 
-/// Finds a peer by its NS name through the edge DNS servers, as upstream.
+/// The peer enters the answers with what `state.targets` holds (after a
+/// sync of `asked` hosts, or 0 when there was no host to ask).
+async fn mark_up(tag: &GeoTag, cfg: &Config, ctx: &Arc<Ctx>, state: &mut PeerState, asked: usize) {
+    if asked > 0 {
+        tracing::info!(peer = %tag, hosts = asked, "peer is in the answers");
+    } else {
+        tracing::info!(peer = %tag, "peer answers; no served host to ask it about yet");
+    }
+    state.up = true;
+    ctx.metrics.peer_up(tag.as_str(), true);
+    // tell a peer that just (re)appeared to sync with us: whichever of us
+    // started first, both then hold each other's targets without a poll
+    if cfg.peer_exchange.notify {
+        let zones = cfg.zones.iter().map(|z| z.name.clone()).collect();
+        send_notifies(cfg, ctx, zones, Some(tag));
+    }
+    publish(tag, ctx, state).await;
+}
+
+/// Finds a peer by its NS name through the edge DNS servers, as upstream:
+/// the peer's NS name of every served zone is looked up in turn (a peer
+/// missing from one zone's delegation is still found through another), and
+/// the first address found is the peer's.
 async fn discover(cfg: &Config, tag: &GeoTag) -> Result<Endpoint, String> {
-    let zone = cfg
-        .zones
-        .first()
-        .ok_or("no zone configured to derive the peer's NS name from")?;
-    let ns = cfg.ns_name(tag, zone);
-    let name = Name::from_ascii(format!("{ns}.")).map_err(|e| e.to_string())?;
+    if cfg.zones.is_empty() {
+        return Err("no zone configured to derive the peer's NS name from".into());
+    }
     let (edges, mut last) = edge_endpoints(cfg).await;
-    for (edge, ep) in edges {
-        let mut c = PeerClient::plain(cfg.peer_exchange.timeout, Vec::new());
-        // A first, then AAAA: IPv6-only peers can be found too
-        let mut found = None;
-        let mut answered = Ok(());
-        for rtype in [RecordType::A, RecordType::AAAA] {
-            match c.query(&ep, &name, rtype, true).await {
-                Ok(m) => {
-                    if let Some(ip) = addresses(&m).into_iter().next() {
-                        found = Some(ip);
-                        break;
+    for zone in &cfg.zones {
+        let ns = cfg.ns_name(tag, zone);
+        let name = Name::from_ascii(format!("{ns}.")).map_err(|e| e.to_string())?;
+        for (edge, ep) in &edges {
+            let mut c = PeerClient::plain(cfg.peer_exchange.timeout, Vec::new());
+            // A first, then AAAA: IPv6-only peers can be found too
+            let mut found = None;
+            let mut answered = Ok(());
+            for rtype in [RecordType::A, RecordType::AAAA] {
+                match c.query(ep, &name, rtype, true).await {
+                    Ok(m) => {
+                        if let Some(ip) = addresses(&m).into_iter().next() {
+                            found = Some(ip);
+                            break;
+                        }
+                        last = format!(
+                            "edge {edge}: no address for {ns} ({:?})",
+                            m.metadata.response_code
+                        );
                     }
-                    last = format!(
-                        "edge {edge}: no address for {ns} ({:?})",
-                        m.metadata.response_code
-                    );
+                    Err(e) => answered = Err(e),
                 }
-                Err(e) => answered = Err(e),
             }
-        }
-        match (found, answered) {
-            (Some(ip), _) => {
-                let server_name =
-                    ServerName::try_from(ns.clone()).unwrap_or(ServerName::IpAddress(ip.into()));
-                return Ok(Endpoint {
-                    dns: SocketAddr::new(ip, cfg.peer_exchange.port),
-                    dot: SocketAddr::new(ip, cfg.peer_exchange.dot_port),
-                    server_name,
-                });
+            match (found, answered) {
+                (Some(ip), _) => {
+                    let server_name =
+                        ServerName::try_from(ns.clone()).unwrap_or(ServerName::IpAddress(ip.into()));
+                    return Ok(Endpoint {
+                        dns: SocketAddr::new(ip, cfg.peer_exchange.port),
+                        dot: SocketAddr::new(ip, cfg.peer_exchange.dot_port),
+                        server_name,
+                    });
+                }
+                (None, Ok(())) => {}
+                (None, Err(e)) => last = format!("edge {edge}: {e}"),
             }
-            (None, Ok(())) => {}
-            (None, Err(e)) => last = format!("edge {edge}: {e}"),
         }
     }
     Err(last)

@@ -1,6 +1,7 @@
 //! Shared helpers for tests that run the built `k8gb` binary.
 #![allow(dead_code)]
 
+pub mod bind;
 pub mod kmock;
 
 use std::io::{BufRead, BufReader};
@@ -288,4 +289,19 @@ pub fn run_expecting_failure(dir: &Path, config: &str) -> (Option<i32>, String) 
         out.status.code(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
+}
+
+/// A plain HTTP/1.1 GET on a loopback admin server; the whole response.
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect(addr).unwrap();
+    t.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        t,
+        "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = t.read_to_string(&mut out);
+    out
 }
