@@ -176,13 +176,19 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
     }
     let (health_tx, mut health_rx) = mpsc::channel(1024);
     let prober = Prober::new(health_tx, cancel.child_token());
+    // standalone: ready once the first snapshot is out; Kubernetes mode:
+    // once the controller has applied the first complete list of Gslbs
+    let engine_ready = match kube_client {
+        Some(_) => Arc::new(AtomicBool::new(false)),
+        None => ready.clone(),
+    };
     let engine = Engine::new(
         cfg.clone(),
         Outputs {
             snapshot,
             geo: geo.clone(),
             metrics: metrics.clone(),
-            ready: ready.clone(),
+            ready: engine_ready,
         },
         prober,
         Some(notify_out_tx),
@@ -262,18 +268,14 @@ async fn serve(args: ConfigArgs, cfg: Config) -> Result<(), StartError> {
         let tx = tx.clone();
         let metrics = metrics.clone();
         let cancel = cancel.clone();
+        let io = crate::controller::Io {
+            engine: tx,
+            answers: answers_rx,
+            cluster_ips: cluster_ips_tx,
+            ready: ready.clone(),
+        };
         tasks.spawn(async move {
-            if let Err(e) = crate::controller::run(
-                client,
-                cfg,
-                tx,
-                answers_rx,
-                cluster_ips_tx,
-                metrics,
-                cancel.clone(),
-            )
-            .await
-            {
+            if let Err(e) = crate::controller::run(client, cfg, io, metrics, cancel.clone()).await {
                 // without the controller nothing is served right: stop
                 tracing::error!("Kubernetes controller: {e}");
                 cancel.cancel();

@@ -474,3 +474,58 @@ async fn extdns_mode_writes_the_delegation_endpoint_and_zone_status() {
         json!([{"name": "gslb-ns-eu-cloud.example.com", "address": "192.0.2.53"}])
     );
 }
+
+/// `/readyz` stays unready while the API server cannot be reached, and
+/// turns ready only once the first list of Gslbs is applied: at that
+/// moment every listed Gslb is already answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_only_after_the_first_list_of_gslbs_is_applied() {
+    require("dig", "bind9-dnsutils");
+    let dir = tempfile::tempdir().unwrap();
+    let kc = write_kubeconfig(dir.path(), "127.0.0.66", 18066);
+    // no API server yet
+    let s = tokio::task::block_in_place(|| start_k8gb(dir.path(), &kc, "127.0.0.66"));
+    let retried = || {
+        s.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("Kubernetes API not usable yet"))
+            .count()
+    };
+    assert!(
+        eventually(WITHIN, || retried() >= 4),
+        "no retries logged\n{}",
+        s.log_text()
+    );
+    let readyz = || common::http_get(s.admin, "/readyz");
+    assert!(
+        readyz().contains(" 503 "),
+        "ready without an API server: {}",
+        readyz()
+    );
+
+    let _api = start_kmock("127.0.0.66", 18066);
+    let c = client(&kc).await;
+    for i in 0..5 {
+        let name = format!("app{i}");
+        create(&c, service(&name)).await;
+        create(&c, slice(&name, true)).await;
+        let host = format!("{name}.cloud.example.com");
+        create(&c, ingress(&name, &host, &format!("192.0.2.{}", 100 + i))).await;
+        create(&c, gslb(&name, ref_ingress(&name))).await;
+    }
+    tokio::task::block_in_place(|| {
+        assert!(
+            eventually(Duration::from_secs(60), || readyz().contains(" 200 ")),
+            "never ready: {}\n{}",
+            readyz(),
+            s.log_text()
+        );
+        // ready means served: no listed Gslb is still missing
+        for i in 0..5 {
+            let host = format!("app{i}.cloud.example.com");
+            assert_eq!(answers(&s, &host), [format!("192.0.2.{}", 100 + i)], "{host}");
+        }
+    });
+}

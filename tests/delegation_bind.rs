@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::bind::{Bind, SECRET};
-use common::{dig, dig_short, eventually, http_get, require, start_file};
+use common::{dig, dig_short, eventually, http_get, start_file};
 
 const WRONG: &str = "d3Jvbmcta2V5LXNlY3JldC1mb3ItazhnYi10ZXN0cy0zMg==";
 const TAGS: [&str; 3] = ["eu", "us", "ap"];

@@ -16,6 +16,7 @@
 
 pub mod cluster_ips;
 pub mod legacy;
+pub mod readiness;
 pub mod sources;
 pub mod status;
 pub mod store;
@@ -89,6 +90,8 @@ pub struct Context {
     pub gslb_readers: Vec<(Group, Store<DynamicObject>)>,
     /// Legacy Gslbs (by uid) already told they are deprecated.
     deprecated: Mutex<std::collections::HashSet<String>>,
+    /// Readiness: the first list of Gslbs, until all of it is reconciled.
+    pub initial: Mutex<readiness::InitialSync>,
 }
 
 impl Context {
@@ -125,6 +128,7 @@ impl Context {
             last_good: Mutex::new(HashMap::new()),
             gslb_readers: Vec::new(),
             deprecated: Mutex::new(Default::default()),
+            initial: Mutex::new(readiness::InitialSync::done()),
         }
     }
 
@@ -683,19 +687,34 @@ async fn ensure_ingress(
     Ok(None)
 }
 
-/// Runs the controller until `cancel`. `answers` carries the engine keys of
-/// Gslbs whose answers changed without a reconcile. Transient API errors at
-/// start (discovery, the first lists) are retried with backoff; a missing
-/// k8gb.io Gslb CRD is an error.
+/// The channels and flags the controller works with.
+pub struct Io {
+    /// Events to the engine.
+    pub engine: mpsc::Sender<Event>,
+    /// Engine keys of Gslbs whose answers changed without a reconcile.
+    pub answers: mpsc::Receiver<String>,
+    /// This cluster's DNS addresses as found in Kubernetes.
+    pub cluster_ips: tokio::sync::watch::Sender<Vec<IpAddr>>,
+    /// Set once the first complete list of Gslbs has been applied.
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Runs the controller until `cancel`. Transient API errors at start
+/// (discovery, the first lists) are retried with backoff; a missing k8gb.io
+/// Gslb CRD is an error.
 pub async fn run(
     client: Client,
     cfg: Arc<Config>,
-    engine: mpsc::Sender<Event>,
-    answers: mpsc::Receiver<String>,
-    cluster_ips: tokio::sync::watch::Sender<Vec<IpAddr>>,
+    io: Io,
     metrics: Arc<Metrics>,
     cancel: CancellationToken,
 ) -> Result<(), Error> {
+    let Io {
+        engine,
+        answers,
+        cluster_ips,
+        ready,
+    } = io;
     let (changed_tx, changed_rx) = mpsc::channel::<Target>(1024);
     let (ingress_tx, ingress_rx) = mpsc::unbounded_channel::<(String, String)>();
     let canonical = ApiResource::erase::<api::Gslb>(&());
@@ -735,6 +754,8 @@ pub async fn run(
     };
     let mut ctx = Context::new(client.clone(), cfg, stores, engine, metrics, legacy.clone());
     ctx.index = index;
+    let groups = std::iter::once(Group::Canonical).chain(legacy.as_ref().map(|_| Group::Legacy));
+    ctx.initial = Mutex::new(readiness::InitialSync::new(groups, ready));
     let (c_stream, c_reader) = gslb_stream(&client, &ctx.canonical);
     let legacy_parts = legacy.as_ref().map(|ar| gslb_stream(&client, ar));
     ctx.gslb_readers.push((Group::Canonical, c_reader.clone()));
@@ -848,6 +869,7 @@ pub async fn controller_run(
                         // the cache was swapped in just now: Gslbs gone
                         // meanwhile leave, every present one is reconciled
                         // against it (the InitApply triggers saw the old one)
+                        lock(&ctx.initial).listed(group, reader.state().iter().map(|o| target_of(o, group)));
                         let keys = cached_keys(&ctx);
                         ctx.prune(&keys);
                         let _ = ctx.send(KubeChange::Retain(keys)).await;
@@ -868,11 +890,26 @@ pub async fn controller_run(
         .reconcile_on(triggers)
         .with_config(kube::runtime::controller::Config::default().concurrency(8))
         .graceful_shutdown_on(async move { cancel.cancelled().await })
-        .run(reconcile, error_policy, ctx)
-        .for_each(|r| async move {
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|r| {
+            use kube::runtime::controller::Error as CErr;
+            let done = match &r {
+                Ok((o, _)) => Some(o),
+                Err(CErr::ReconcilerFailed(_, o)) | Err(CErr::ObjectNotFound(o)) => Some(&**o),
+                Err(_) => None,
+            };
+            if let Some(o) = done {
+                let t = Target {
+                    group,
+                    namespace: o.namespace.clone().unwrap_or_default(),
+                    name: o.name.clone(),
+                };
+                lock(&ctx.initial).reconciled(&t);
+            }
             if let Err(e) = r {
                 tracing::debug!("controller: {e}");
             }
+            futures::future::ready(())
         })
         .await;
 }
