@@ -2,7 +2,11 @@
 #![allow(dead_code)]
 
 pub mod bind;
+#[path = "../support/cluster.rs"]
+pub mod cluster;
 pub mod kmock;
+#[path = "../support/product.rs"]
+pub mod product;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
