@@ -48,6 +48,10 @@ bench-convergence:
 bench-readiness:
     bench/readiness --cycles 50
 
+# Kubernetes mode on two real control planes: kubectl scale of eu's app to every cluster answering without it, and back.
+bench-kube-failover CYCLES="20":
+    bench/kube-failover/run --cycles {{CYCLES}}
+
 # Lint and render the Helm chart offline and check it (RBAC, pod security, schemas, checkov) and the demo scripts.
 chart-test:
     cargo test --test chart
