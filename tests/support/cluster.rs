@@ -933,13 +933,15 @@ impl Cluster {
     /// etcd goes last: kube-apiserver does not finish its graceful
     /// termination once etcd is gone.
     pub fn stop_control_plane(&mut self) {
+        // the apiserver's clients first: with their watches gone it exits
+        // promptly instead of waiting out the grace
         let clients = [
             self.kwok.take(),
             self.scheduler.take(),
             self.controller_manager.take(),
-            self.apiserver.take(),
         ];
         stop_procs(clients.into_iter().flatten().collect(), STOP_TIMEOUT);
+        stop_procs(self.apiserver.take().into_iter().collect(), STOP_TIMEOUT);
         stop_procs(self.etcd.take().into_iter().collect(), STOP_TIMEOUT);
     }
 

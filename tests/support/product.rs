@@ -43,8 +43,10 @@ pub const WITHIN: Duration = Duration::from_secs(30);
 /// One region: its control plane and its k8gb.
 pub struct Region {
     pub tag: String,
-    pub cluster: Cluster,
+    /// Declared before `cluster`, so it stops first on drop (the API
+    /// server exits promptly once no client holds a watch).
     pub k8gb: Option<Server>,
+    pub cluster: Cluster,
     /// The environment `k8gb` runs with (from the chart, kubelet-mapped).
     pub env: Vec<(String, String)>,
     /// The ServiceAccount kubeconfig `k8gb` runs with.
@@ -130,8 +132,8 @@ impl Mesh {
             std::fs::create_dir_all(&rdir).expect("region dir");
             let mut r = Region {
                 tag: tag.to_string(),
-                cluster,
                 k8gb: None,
+                cluster,
                 env: Vec::new(),
                 kubeconfig: rdir.join("k8gb.kubeconfig"),
                 dir: rdir,
