@@ -199,6 +199,43 @@ spec:
     playground(mesh, host, "route");
 }
 
+/// Every object of the chart, the CRDs included, was accepted by the API
+/// server (`helm install` succeeded), and every CRD of the chart is
+/// established with a structural schema.
+fn chart_objects_accepted(mesh: &Mesh) {
+    let crds_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("chart/k8gb/crds");
+    for r in &mesh.regions {
+        let manifest = r.helm(&["get", "manifest", "k8gb", "-n", "k8gb"]);
+        assert!(manifest.contains("kind: Deployment"), "{manifest}");
+        for f in std::fs::read_dir(&crds_dir).unwrap() {
+            let f = f.unwrap().path();
+            let text = std::fs::read_to_string(&f).unwrap();
+            for doc in text.split("\n---") {
+                let Some(name) = doc
+                    .lines()
+                    .skip_while(|l| !l.starts_with("metadata:"))
+                    .find_map(|l| l.trim().strip_prefix("name: "))
+                else {
+                    continue;
+                };
+                let conds = r.kubectl_ok(&[
+                    "get",
+                    "crd",
+                    name.trim_matches('"'),
+                    "-o",
+                    "jsonpath={range .status.conditions[*]}{.type}={.status};{end}",
+                ]);
+                assert!(conds.contains("Established=True"), "{}: {name}: {conds}", r.tag);
+                assert!(
+                    !conds.contains("NonStructuralSchema=True"),
+                    "{}: {name}: {conds}",
+                    r.tag
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn failover_playground_for_every_source() {
     common::require("dig", "bind9-dnsutils");
@@ -210,6 +247,7 @@ fn failover_playground_for_every_source() {
         "",
         &[&istio_crds],
     );
+    chart_objects_accepted(&mesh);
     embedded(&mesh);
     referenced(&mesh, "byname", false);
     referenced(&mesh, "bylabels", true);
