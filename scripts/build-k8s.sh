@@ -10,7 +10,7 @@
 # Usage: bash scripts/build-k8s.sh [--print-bin]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-# shellcheck source=k8s-versions.env
+# shellcheck disable=SC1091  # KEY=value lines, read from beside this script
 . "$here/k8s-versions.env"
 CACHE="${K8GB_K8S_CACHE:-/var/cache/k8gb-k8s}"
 BIN="$CACHE/bin-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION"
@@ -41,12 +41,12 @@ build_kubernetes() {
   # k8s.io/kubernetes requires its staging modules at v0.0.0 and replaces them
   # with ./staging; those replaces do not apply to a dependency, so the
   # wrapper replaces each with its published v0.M.P.
-  for m in $(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$kmod"); do
+  while read -r m; do
     go mod edit -replace="$m=$m@$staging"
-  done
-  for gd in $(sed -n 's/^godebug[[:space:]]\{1,\}\([^ ()]\{1,\}\)$/\1/p' "$kmod"); do
+  done < <(sed -n 's#^[[:space:]]*\(k8s\.io/[A-Za-z0-9._-]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$kmod")
+  while read -r gd; do
     go mod edit -godebug="$gd"
-  done
+  done < <(sed -n 's/^godebug[[:space:]]\{1,\}\([^ ()]\{1,\}\)$/\1/p' "$kmod")
   pkgs="k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl"
   # shellcheck disable=SC2046
   go get -tool $(for p in $pkgs; do printf '%s@%s ' "$p" "$K8S_VERSION"; done)
