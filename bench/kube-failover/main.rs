@@ -16,7 +16,7 @@
 //! 127.0.0.1:5395); every wait bounded (30 s per change).
 
 #[path = "../../tests/common/mod.rs"]
-#[allow(dead_code, unused_imports)]
+#[allow(unused_imports)]
 mod common;
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
