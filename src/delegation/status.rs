@@ -451,8 +451,11 @@ pub async fn run_status(
                 period
             }
             Err(e) => {
-                tracing::error!("ZoneDelegation status not updated: {e}");
-                backoff.next().unwrap_or(period).min(period)
+                // retried, nothing lost: a warning like the controller's
+                // "reconcile failed, retrying" (an API outage is not an error)
+                let wait = backoff.next().unwrap_or(period).min(period);
+                tracing::warn!("ZoneDelegation status not updated, retrying in {wait:?}: {e}");
+                wait
             }
         };
         tokio::select! {
@@ -638,6 +641,63 @@ mod tests {
             "an address change is not a membership change"
         );
         cancel.cancel();
+    }
+
+    /// An unreachable API server (stopped, restarting) is retried and
+    /// logged at WARN, never at ERROR.
+    #[tokio::test]
+    async fn unreachable_api_is_a_warning() {
+        use std::io::{self, Write};
+        use std::sync::Mutex;
+        #[derive(Clone)]
+        struct Sink(Arc<Mutex<Vec<u8>>>);
+        impl Write for Sink {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().expect("log buffer").extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let sink = Sink(Arc::clone(&buf));
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || sink.clone())
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        // a port nothing listens on: connections are refused
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let url: http::Uri = format!("http://127.0.0.1:{port}").parse().expect("url");
+        let client = kube::Client::try_from(kube::Config::new(url)).expect("client");
+        let (_sink, outcomes) = StatusSink::new();
+        let (_peers_tx, peers) = watch::channel(PeerAddresses::new());
+        let (_ips_tx, ips) = watch::channel(Vec::<IpAddr>::new());
+        let cancel = CancellationToken::new();
+        let task = run_status(client, cfg(false), outcomes, peers, ips, cancel.clone());
+        let _ = tokio::time::timeout(Duration::from_millis(500), task).await;
+        let text = String::from_utf8_lossy(&buf.lock().expect("log buffer")).into_owned();
+        let ours: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("ZoneDelegation status not updated"))
+            .collect();
+        assert!(!ours.is_empty(), "nothing logged:\n{text}");
+        assert!(
+            ours.iter()
+                .all(|l| l.contains(" WARN ") && l.contains("retrying in")),
+            "{text}"
+        );
+        assert!(
+            !text
+                .lines()
+                .any(|l| l.contains(" ERROR ") && l.contains("k8gb::")),
+            "{text}"
+        );
     }
 
     #[test]
