@@ -332,7 +332,15 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
     let resolved = match sources::resolve(&ctx.stores, &gslb) {
         Ok(r) => r,
         Err(e) => {
-            let ready = Ready::no(e.reason(), e.error.to_string());
+            // a kind RBAC keeps from us: say so, not "is its CRD installed?"
+            let denied = match &e.error {
+                sources::ResolveError::KindNotServed(kind) => ctx
+                    .stores
+                    .denied(*kind)
+                    .map(|d| unreadable_condition(*kind, Some(&d), "the source cannot be read")),
+                _ => None,
+            };
+            let ready = denied.unwrap_or_else(|| Ready::no(e.reason(), e.error.to_string()));
             let deps = e.depends;
             return fail(obj, ctx, target, ready, deps, ctx.requeue()).await;
         }
@@ -356,6 +364,19 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
         .iter()
         .map(|(h, services)| (h.clone(), sources::host_health(&ctx.stores, policy, services)))
         .collect();
+
+    // health reads Services and EndpointSlices: when one of them cannot be
+    // read every host counts as Unhealthy (NotFound), and the condition says why
+    let health_problem = if servers.is_empty() {
+        None
+    } else {
+        health_unreadable(&ctx.stores)
+    };
+    if let Some(p) = &health_problem
+        && ctx.warn_once(obj, target, &p.reason, p.message.clone()).await
+    {
+        tracing::warn!(gslb = %format!("{}/{}", target.namespace, target.name), reason = %p.reason, "{}", p.message);
+    }
 
     // exposed addresses (§5.2); hostnames go through the edge DNS
     let mut problem: Option<Ready> = None;
@@ -412,7 +433,7 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
                 resolved.hosts.join(", ")
             ),
         )
-    } else if let Some(p) = problem {
+    } else if let Some(p) = health_problem.or(problem) {
         p
     } else if exposed.is_empty() {
         Ready::no(
@@ -453,6 +474,41 @@ pub async fn reconcile_gslb(obj: &DynamicObject, ctx: &Context, target: &Target)
     };
     write_status(obj, ctx, target, &outcome, &ready).await?;
     Ok(ctx.requeue())
+}
+
+/// The condition when health cannot be read (the Services or EndpointSlices
+/// are not cached), `None` when it can: `Forbidden` with the API server's
+/// refusal (it names the resource and the verb) when RBAC is the cause, else
+/// `KindNotServed`. Without it a missing permission looks like an outage
+/// of the app (every host Unhealthy, Ready=True).
+pub(crate) fn health_unreadable(stores: &Stores) -> Option<Ready> {
+    [SourceKind::Service, SourceKind::EndpointSlice]
+        .into_iter()
+        .filter(|k| stores.served(*k).is_none())
+        .map(|k| {
+            unreadable_condition(
+                k,
+                stores.denied(k).as_deref(),
+                "health cannot be read, every host counts as not healthy here",
+            )
+        })
+        .next()
+}
+
+fn unreadable_condition(kind: SourceKind, denied: Option<&str>, consequence: &str) -> Ready {
+    let resource = kind.resource();
+    match denied {
+        Some(refusal) => Ready::no(
+            "Forbidden",
+            format!(
+                "{consequence}: no RBAC permission to list {resource} (the ClusterRole must allow get, list, watch): {refusal}"
+            ),
+        ),
+        None => Ready::no(
+            "KindNotServed",
+            format!("{consequence}: {resource} is not served by this cluster"),
+        ),
+    }
 }
 
 /// Sends a resolved Gslb to the engine and waits for its answers.
@@ -589,10 +645,14 @@ async fn ensure_ingress(
     target: &Target,
 ) -> Result<Option<Ready>, Error> {
     let Some(ar) = ctx.stores.served(SourceKind::Ingress) else {
-        return Ok(Some(Ready::no(
-            "KindNotServed",
-            "networking.k8s.io/v1 Ingress is not served by this cluster",
-        )));
+        let kind = SourceKind::Ingress;
+        return Ok(Some(match ctx.stores.denied(kind) {
+            Some(d) => unreadable_condition(kind, Some(&d), "the embedded Ingress cannot be kept"),
+            None => Ready::no(
+                "KindNotServed",
+                "networking.k8s.io/v1 Ingress is not served by this cluster",
+            ),
+        }));
     };
     let Some(ingress) = &gslb.spec.ingress else {
         return Ok(None);
@@ -824,7 +884,7 @@ fn gslb_stream(client: &Client, ar: &ApiResource) -> (GslbEvents, Store<DynamicO
     let reader = writer.as_reader();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), ar);
     let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(store::watch_backoff())
         .modify(store::trim)
         .reflect(writer)
         .boxed();
@@ -953,5 +1013,42 @@ async fn route_triggers(
             Group::Canonical => canon.send(r),
             Group::Legacy => legacy.send(r),
         };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unreadable_endpoint_slices_are_reported_with_the_refusal() {
+        // every kind cached: nothing to say
+        let stores = Stores::from_objects([]);
+        assert_eq!(health_unreadable(&stores), None);
+        // the service account may not list EndpointSlices: discovery left
+        // them out and kept the API server's refusal
+        let refusal = r#"endpointslices.discovery.k8s.io is forbidden: User "system:serviceaccount:k8gb:k8gb" cannot list resource "endpointslices" in API group "discovery.k8s.io" at the cluster scope"#;
+        stores.remove_kind(SourceKind::EndpointSlice);
+        stores.set_denied(SourceKind::EndpointSlice, Some(refusal.into()));
+        let r = health_unreadable(&stores).unwrap();
+        assert_eq!((r.ok, r.reason.as_str()), (false, "Forbidden"));
+        assert!(
+            r.message.contains("list endpointslices.discovery.k8s.io")
+                && r.message.contains("get, list, watch")
+                && r.message.ends_with(refusal),
+            "{}",
+            r.message
+        );
+        // not served at all (no refusal recorded)
+        stores.set_denied(SourceKind::EndpointSlice, None);
+        let r = health_unreadable(&stores).unwrap();
+        assert_eq!((r.ok, r.reason.as_str()), (false, "KindNotServed"));
+        assert!(
+            r.message
+                .contains("endpointslices.discovery.k8s.io is not served"),
+            "{}",
+            r.message
+        );
+        assert_eq!(SourceKind::Service.resource(), "services");
     }
 }

@@ -113,6 +113,8 @@ pub struct Stores {
     /// (namespace, service) → names of its EndpointSlices. Entries may be
     /// stale (a label changed); lookups check the label on the cached object.
     slices: Arc<Mutex<SliceIndex>>,
+    /// Kinds the service account may not list: the API server's message.
+    denied: Arc<Mutex<BTreeMap<SourceKind, String>>>,
 }
 
 fn service_of(o: &DynamicObject) -> Option<(String, String)> {
@@ -165,6 +167,29 @@ impl Stores {
 
     pub fn served(&self, kind: SourceKind) -> Option<ApiResource> {
         self.read().get(&kind).map(|(ar, _)| ar.clone())
+    }
+
+    /// Why `kind` is not cached when RBAC is the cause: the API server's
+    /// refusal of the list (it names the resource and the verb).
+    pub fn denied(&self, kind: SourceKind) -> Option<String> {
+        lock(&self.denied).get(&kind).cloned()
+    }
+
+    /// Drops the cache of `kind`, as when it was never discovered (tests).
+    #[cfg(test)]
+    pub(crate) fn remove_kind(&self, kind: SourceKind) {
+        self.kinds
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&kind);
+    }
+
+    pub(crate) fn set_denied(&self, kind: SourceKind, message: Option<String>) {
+        let mut denied = lock(&self.denied);
+        match message {
+            Some(m) => denied.insert(kind, m),
+            None => denied.remove(&kind),
+        };
     }
 
     /// Waits until every store has its first full list, at most `limit`.
@@ -314,8 +339,13 @@ pub async fn start(
     let mut missing = Vec::new();
     for (kind, ar) in found {
         match ar {
-            Some(ar) => spawn_reflector(client, kind, ar, &stores, &sinks, cancel),
-            None => {
+            Found::Served(ar) => spawn_reflector(client, kind, ar, &stores, &sinks, cancel),
+            Found::Denied(message) => {
+                warn_denied(kind, &message);
+                stores.set_denied(kind, Some(message));
+                missing.push(kind);
+            }
+            Found::Absent => {
                 if kind.optional() {
                     tracing::info!(
                         kind = kind.name(),
@@ -339,10 +369,15 @@ pub async fn start(
                 let mut found = false;
                 for kind in std::mem::take(&mut missing) {
                     match discover(&client, kind).await {
-                        Ok(Some(ar)) => {
+                        Ok(Found::Served(ar)) => {
                             tracing::info!(kind = kind.name(), version = %ar.api_version, "now served; watching it");
+                            stores.set_denied(kind, None);
                             spawn_reflector(&client, kind, ar, &stores, &sinks, &cancel);
                             found = true;
+                        }
+                        Ok(Found::Denied(message)) => {
+                            stores.set_denied(kind, Some(message));
+                            missing.push(kind);
                         }
                         _ => missing.push(kind),
                     }
@@ -359,9 +394,19 @@ pub async fn start(
     Ok(stores)
 }
 
+/// What discovery found for a kind.
+#[derive(Debug)]
+enum Found {
+    /// The version to watch.
+    Served(ApiResource),
+    /// Served, but the service account may not list it: the API server's message.
+    Denied(String),
+    Absent,
+}
+
 /// The version of `kind` to watch: the first candidate the cluster serves
 /// and the service account may list.
-async fn discover(client: &Client, kind: SourceKind) -> Result<Option<ApiResource>, kube::Error> {
+async fn discover(client: &Client, kind: SourceKind) -> Result<Found, kube::Error> {
     for ar in kind.candidates() {
         if !is_served(client, &ar).await? {
             continue;
@@ -373,20 +418,69 @@ async fn discover(client: &Client, kind: SourceKind) -> Result<Option<ApiResourc
             .list_metadata(&kube::api::ListParams::default().limit(1))
             .await
         {
-            Err(kube::Error::Api(s)) if s.code == 403 => {
-                tracing::warn!(
-                    kind = kind.name(),
-                    "no RBAC permission to list it (chart: gatewayapi.enabled / istio.enabled)"
-                );
-                Ok(None)
-            }
-            _ => Ok(Some(ar)),
+            Err(kube::Error::Api(s)) if s.code == 403 => Ok(Found::Denied(s.message)),
+            _ => Ok(Found::Served(ar)),
         };
     }
-    Ok(None)
+    Ok(Found::Absent)
+}
+
+/// The log line of a kind the service account may not list: the resource,
+/// the verbs it needs and the API server's refusal.
+fn warn_denied(kind: SourceKind, message: &str) {
+    let resource = kind.resource();
+    if kind.optional() {
+        tracing::warn!(
+            kind = kind.name(),
+            "no RBAC permission to list {resource} (chart: gatewayapi.enabled / istio.enabled): {message}"
+        );
+    } else {
+        tracing::error!(
+            kind = kind.name(),
+            "no RBAC permission to list {resource}: the ClusterRole must allow get, list, watch on it; looked for again every minute: {message}"
+        );
+    }
 }
 
 /// Starts the trimmed reflector of one kind and adds its cache to `stores`.
+/// The retry policy of every watch: exponential from 250 ms, capped at
+/// 4 s, with jitter, reset after a minute without errors. kube-rs's default
+/// caps at 30 s (up to 60 s with its jitter), so a restarted API server was
+/// read again only 40-60 s later (measured on a real control plane,
+/// tests/kube_faults.rs); a few watches per process retrying every 4 s cost
+/// an API server nothing.
+pub fn watch_backoff() -> impl kube::runtime::utils::Backoff {
+    use backon::BackoffBuilder;
+    struct Exp {
+        builder: backon::ExponentialBuilder,
+        inner: backon::ExponentialBackoff,
+    }
+    impl Iterator for Exp {
+        type Item = std::time::Duration;
+        fn next(&mut self) -> Option<std::time::Duration> {
+            self.inner.next()
+        }
+    }
+    impl kube::runtime::utils::Backoff for Exp {
+        fn reset(&mut self) {
+            self.inner = self.builder.build();
+        }
+    }
+    let builder = backon::ExponentialBuilder::default()
+        .with_min_delay(std::time::Duration::from_millis(250))
+        .with_max_delay(std::time::Duration::from_secs(4))
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times();
+    kube::runtime::utils::ResetTimerBackoff::new(
+        Exp {
+            builder,
+            inner: builder.build(),
+        },
+        std::time::Duration::from_secs(60),
+    )
+}
+
 fn spawn_reflector(
     client: &Client,
     kind: SourceKind,
@@ -399,7 +493,7 @@ fn spawn_reflector(
     let store = writer.as_reader();
     let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
     let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
+        .backoff(watch_backoff())
         .modify(trim)
         .reflect(writer);
     let Sinks {

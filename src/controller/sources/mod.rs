@@ -110,6 +110,15 @@ impl SourceKind {
         }
     }
 
+    /// The resource as RBAC rules and kubectl name it: `endpointslices.discovery.k8s.io`
+    /// (`services` for the core group).
+    pub fn resource(self) -> String {
+        match self.group_versions_plural() {
+            ("", _, plural) => plural.to_string(),
+            (group, _, plural) => format!("{plural}.{group}"),
+        }
+    }
+
     fn group_versions_plural(self) -> (&'static str, &'static [&'static str], &'static str) {
         match self {
             SourceKind::Ingress => ("networking.k8s.io", &["v1"], "ingresses"),
