@@ -677,7 +677,6 @@ mod tests {
     //! tools; `tests/geoip.rs` covers databases written by mmdb-writer.
 
     use super::*;
-    use std::io::Write;
     use std::sync::Mutex;
 
     // ---- a tiny MaxMind DB encoder ----
@@ -1142,27 +1141,7 @@ mod tests {
         assert_eq!(values(&db.locate(ip("10.0.0.1"))), [Some("eu")]);
     }
 
-    /// Log lines written while the returned guard lives (this thread only).
-    fn capture_logs() -> (Arc<Mutex<Vec<u8>>>, tracing::subscriber::DefaultGuard) {
-        #[derive(Clone)]
-        struct Sink(Arc<Mutex<Vec<u8>>>);
-        impl Write for Sink {
-            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                self.0.lock().expect("log buffer").extend_from_slice(b);
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Sink(Arc::clone(&buf));
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || sink.clone())
-            .finish();
-        (buf, tracing::subscriber::set_default(subscriber))
-    }
+    use crate::test_logs::capture_logs;
 
     fn error_lines(logs: &Mutex<Vec<u8>>) -> Vec<String> {
         let text = String::from_utf8_lossy(&logs.lock().expect("log buffer")).into_owned();

@@ -18,3 +18,5 @@ pub mod metrics;
 pub mod peer;
 pub mod probe;
 pub mod run;
+#[cfg(test)]
+mod test_logs;

@@ -8,64 +8,20 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::kmock::start_kmock;
+use common::kmock::{api, client, create, start_kmock};
 use common::{Server, dig_short, eventually, require};
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 
-fn write_kubeconfig(dir: &Path, host: &str, port: u16) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kmock\n  cluster:\n    server: http://{host}:{port}\ncontexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: test\n    namespace: demo\ncurrent-context: kmock\nusers:\n- name: test\n  user: {{}}\n"
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn client(kubeconfig: &Path) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(cfg).unwrap()
+/// The kubeconfig of the emulator on `host:port`.
+fn kmock_kubeconfig(dir: &Path, host: &str, port: u16) -> PathBuf {
+    common::kmock::write_kubeconfig(dir, "kubeconfig", host, port)
 }
 
 fn ar(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
-}
-
-fn api(c: &Client, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(c.clone(), "demo", &ar(group, version, kind, plural))
-}
-
-async fn create(c: &Client, mut v: Value) {
-    // kmock keeps what it is given: a resourceVersion lets watches resume
-    v["metadata"]["resourceVersion"] = json!("1");
-    let uid = format!(
-        "uid-{}-{}",
-        v["kind"].as_str().unwrap(),
-        v["metadata"]["name"].as_str().unwrap()
-    );
-    v["metadata"]["uid"] = json!(uid);
-    let (group, version) = match v["apiVersion"].as_str().unwrap().split_once('/') {
-        Some((g, v)) => (g.to_owned(), v.to_owned()),
-        None => (String::new(), v["apiVersion"].as_str().unwrap().to_owned()),
-    };
-    let kind = v["kind"].as_str().unwrap().to_owned();
-    let plural = match kind.as_str() {
-        "Service" => "services",
-        "EndpointSlice" => "endpointslices",
-        "Ingress" => "ingresses",
-        "Gslb" => "gslbs",
-        other => panic!("no plural for {other}"),
-    };
-    let o: DynamicObject = serde_json::from_value(v).unwrap();
-    api(c, &group, &version, &kind, plural)
-        .create(&PostParams::default(), &o)
-        .await
-        .unwrap();
 }
 
 fn service(name: &str) -> Value {
@@ -146,7 +102,7 @@ async fn readiness_change_flips_the_answer_without_a_requeue() {
     require("dig", "bind9-dnsutils");
     let dir = tempfile::tempdir().unwrap();
     let _api = start_kmock("127.0.0.61", 18061);
-    let kc = write_kubeconfig(dir.path(), "127.0.0.61", 18061);
+    let kc = kmock_kubeconfig(dir.path(), "127.0.0.61", 18061);
     let c = client(&kc).await;
     create(&c, service("web")).await;
     create(&c, slice("web", true)).await;
@@ -190,7 +146,7 @@ async fn a_malformed_gslb_does_not_stall_the_others() {
     require("dig", "bind9-dnsutils");
     let dir = tempfile::tempdir().unwrap();
     let _api = start_kmock("127.0.0.62", 18062);
-    let kc = write_kubeconfig(dir.path(), "127.0.0.62", 18062);
+    let kc = kmock_kubeconfig(dir.path(), "127.0.0.62", 18062);
     let c = client(&kc).await;
     // wrong field types: this list item would break a typed list-watch
     create(
@@ -238,7 +194,7 @@ async fn a_malformed_gslb_does_not_stall_the_others() {
 async fn the_api_server_goes_away_and_comes_back() {
     require("dig", "bind9-dnsutils");
     let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(dir.path(), "127.0.0.63", 18063);
+    let kc = kmock_kubeconfig(dir.path(), "127.0.0.63", 18063);
     let api1 = start_kmock("127.0.0.63", 18063);
     let c = client(&kc).await;
     create(&c, service("web")).await;
@@ -287,7 +243,7 @@ async fn legacy_migration_and_annotated_ingress() {
     require("dig", "bind9-dnsutils");
     let dir = tempfile::tempdir().unwrap();
     let _api = start_kmock("127.0.0.64", 18064);
-    let kc = write_kubeconfig(dir.path(), "127.0.0.64", 18064);
+    let kc = kmock_kubeconfig(dir.path(), "127.0.0.64", 18064);
     let c = client(&kc).await;
     // a legacy Gslb with an embedded ingress, served by the legacy runtime
     create(&c, service("old")).await;
@@ -416,7 +372,7 @@ async fn legacy_migration_and_annotated_ingress() {
 async fn extdns_mode_writes_the_delegation_endpoint_and_zone_status() {
     let dir = tempfile::tempdir().unwrap();
     let _api = start_kmock("127.0.0.65", 18065);
-    let kc = write_kubeconfig(dir.path(), "127.0.0.65", 18065);
+    let kc = kmock_kubeconfig(dir.path(), "127.0.0.65", 18065);
     let c = client(&kc).await;
     let s = tokio::task::block_in_place(|| {
         start_k8gb_extra(
@@ -482,7 +438,7 @@ async fn extdns_mode_writes_the_delegation_endpoint_and_zone_status() {
 async fn ready_only_after_the_first_list_of_gslbs_is_applied() {
     require("dig", "bind9-dnsutils");
     let dir = tempfile::tempdir().unwrap();
-    let kc = write_kubeconfig(dir.path(), "127.0.0.66", 18066);
+    let kc = kmock_kubeconfig(dir.path(), "127.0.0.66", 18066);
     // no API server yet
     let s = tokio::task::block_in_place(|| start_k8gb(dir.path(), &kc, "127.0.0.66"));
     let retried = || {

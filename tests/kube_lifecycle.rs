@@ -23,7 +23,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
-use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -143,23 +142,7 @@ fn wait_nxdomain(r: &Region, host: &str) {
 /// `kubectl apply -f -` that must fail; returns its stderr. The object must
 /// not have been stored.
 fn apply_refused(r: &Region, name: &str, yaml: &str) -> String {
-    use std::io::Write;
-    let mut child = r
-        .cluster
-        .kubectl()
-        .args(["apply", "-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run kubectl apply");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(yaml.as_bytes())
-        .expect("write yaml");
-    let out = child.wait_with_output().expect("kubectl apply");
+    let out = r.cluster.apply_output(yaml);
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(
         !out.status.success(),

@@ -8,13 +8,13 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::kmock::start_kmock;
+use common::kmock::{api, client, create, start_kmock};
 use common::{Server, dig_short, eventually, http_get, require};
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Client;
+use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 const EDGE_PORT: u16 = 5397;
@@ -40,52 +40,6 @@ const US: Region = Region {
     api_port: 18072,
     target: "192.0.2.72",
 };
-
-fn write_kubeconfig(dir: &Path, r: &Region) -> PathBuf {
-    let path = dir.join(format!("kubeconfig-{}", r.tag));
-    let text = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: kmock\n  cluster:\n    server: http://{}:{}\ncontexts:\n- name: kmock\n  context:\n    cluster: kmock\n    user: test\n    namespace: demo\ncurrent-context: kmock\nusers:\n- name: test\n  user: {{}}\n",
-        r.ip, r.api_port
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-async fn client(kubeconfig: &Path) -> Client {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig).unwrap();
-    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
-        .await
-        .unwrap();
-    Client::try_from(cfg).unwrap()
-}
-
-fn api(c: &Client, group: &str, version: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
-    let ar = ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural);
-    Api::namespaced_with(c.clone(), "demo", &ar)
-}
-
-async fn create(c: &Client, mut v: Value) {
-    // kmock keeps what it is given: a resourceVersion lets watches resume
-    v["metadata"]["resourceVersion"] = json!("1");
-    let kind = v["kind"].as_str().unwrap().to_owned();
-    v["metadata"]["uid"] = json!(format!("uid-{kind}-{}", v["metadata"]["name"].as_str().unwrap()));
-    let (group, version) = match v["apiVersion"].as_str().unwrap().split_once('/') {
-        Some((g, v)) => (g.to_owned(), v.to_owned()),
-        None => (String::new(), v["apiVersion"].as_str().unwrap().to_owned()),
-    };
-    let plural = match kind.as_str() {
-        "Service" => "services",
-        "EndpointSlice" => "endpointslices",
-        "Ingress" => "ingresses",
-        "Gslb" => "gslbs",
-        other => panic!("no plural for {other}"),
-    };
-    let o: DynamicObject = serde_json::from_value(v).unwrap();
-    api(c, &group, &version, &kind, plural)
-        .create(&PostParams::default(), &o)
-        .await
-        .unwrap();
-}
 
 /// A Service, its EndpointSlice, an Ingress for `host` exposing the
 /// region's target, and a Gslb referencing the Ingress with `strategy`.
@@ -191,7 +145,8 @@ async fn two_kubernetes_clusters_exchange_targets_and_fail_over() {
     let mut apis = Vec::new();
     for r in [&EU, &US] {
         apis.push(start_kmock(r.ip, r.api_port));
-        let kc = write_kubeconfig(dir.path(), r);
+        let kc =
+            common::kmock::write_kubeconfig(dir.path(), &format!("kubeconfig-{}", r.tag), r.ip, r.api_port);
         let c = client(&kc).await;
         app(
             &c,

@@ -517,6 +517,16 @@ pub fn addresses(m: &Message) -> Vec<IpAddr> {
         .collect()
 }
 
+/// The A and the AAAA addresses of a host, or the first error.
+fn both(
+    a: Result<Vec<IpAddr>, ExchangeError>,
+    aaaa: Result<Vec<IpAddr>, ExchangeError>,
+) -> Result<Vec<IpAddr>, ExchangeError> {
+    let mut x = a?;
+    x.extend(aaaa?);
+    Ok(x)
+}
+
 /// Sends the peer's current view to the engine.
 async fn publish(tag: &GeoTag, ctx: &Ctx, state: &PeerState) {
     let address = ctx.endpoint(tag).map(|ep| ep.dns.ip());
@@ -580,13 +590,7 @@ async fn do_sync(
             for (host, name) in &queries {
                 let a = client.query(&ep, name, RecordType::A, true).await;
                 let aaaa = client.query(&ep, name, RecordType::AAAA, true).await;
-                let merged = match (ask_one(a), ask_one(aaaa)) {
-                    (Ok(mut x), Ok(y)) => {
-                        x.extend(y);
-                        Ok(x)
-                    }
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                };
+                let merged = both(ask_one(a), ask_one(aaaa));
                 results.push((host.clone(), merged));
             }
         }
@@ -606,13 +610,7 @@ async fn do_sync(
                 .collect()
                 .await;
             for (host, a, aaaa) in raw {
-                let merged = match (ask_one(a), ask_one(aaaa)) {
-                    (Ok(mut x), Ok(y)) => {
-                        x.extend(y);
-                        Ok(x)
-                    }
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                };
+                let merged = both(ask_one(a), ask_one(aaaa));
                 results.push((host, merged));
             }
         }

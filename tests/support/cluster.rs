@@ -1112,6 +1112,12 @@ status:
 
     /// `kubectl apply -f -` with `yaml` on stdin; panics on failure.
     pub fn apply(&self, yaml: &str) {
+        let out = self.apply_output(yaml);
+        self.checked(&format!("apply -f - <<\n{yaml}"), Ok(out));
+    }
+
+    /// `kubectl apply -f -` with `yaml` on stdin, whatever its outcome.
+    pub fn apply_output(&self, yaml: &str) -> Output {
         let mut child = self
             .kubectl()
             .args(["apply", "-f", "-"])
@@ -1126,8 +1132,9 @@ status:
             .expect("kubectl stdin")
             .write_all(yaml.as_bytes())
             .expect("write yaml to kubectl apply");
-        let out = child.wait_with_output();
-        self.checked(&format!("apply -f - <<\n{yaml}"), out);
+        child
+            .wait_with_output()
+            .unwrap_or_else(|e| panic!("cluster {}: kubectl apply: {e}", self.name))
     }
 
     /// A kube client with the admin kubeconfig.
